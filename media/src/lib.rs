@@ -1,0 +1,4 @@
+//! Pure media formats used by the origin and the worker: FLV tags (read and write), AVC decoder
+//! configuration and SPS facts, AAC AudioSpecificConfig and ADTS, an MPEG-TS muxer, HLS
+//! playlists, and the live HLS segmenter. No I/O, no clocks: bytes in, bytes out.
+#![forbid(unsafe_code)]
