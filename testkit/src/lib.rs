@@ -1,2 +1,13 @@
 //! Test helpers shared by every crate: free ports, moto server, ffmpeg test clips, ffprobe,
 //! and `spherecast up` started on free ports.
+
+pub mod clip;
+pub mod moto;
+pub mod net;
+pub mod up;
+
+/// The repository root (the workspace directory), for finding `.venv`, `web/` and binaries.
+pub fn repo_root() -> std::path::PathBuf {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().expect("testkit lives one level below the workspace root").to_path_buf()
+}
