@@ -1,1 +1,111 @@
-//! (in progress)
+//! Media helpers around the real ffmpeg and ffprobe: make short test clips, push them over
+//! RTMP, and probe what comes back.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+fn require(tool: &str) -> anyhow::Result<()> {
+    match Command::new(tool).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Ok(s) if s.success() => Ok(()),
+        _ => bail!("{tool} is not installed: run scripts/setup.sh"),
+    }
+}
+
+/// Arguments for ffmpeg's test pattern with a tone: `seconds` long, H.264 with a keyframe
+/// every `gop` frames and AAC.
+pub fn test_pattern_args(width: u32, height: u32, fps: u32, seconds: f64, gop: u32) -> Vec<String> {
+    let size = format!("testsrc=size={width}x{height}:rate={fps}");
+    [
+        "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", &size, "-f", "lavfi", "-i",
+        "sine=frequency=440:sample_rate=48000", "-t", &format!("{seconds}"), "-c:v", "libx264", "-preset",
+        "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", &gop.to_string(), "-c:a", "aac",
+        "-b:a", "64k", "-ar", "48000", "-ac", "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Writes a test clip (H.264 + AAC in FLV) to `out`.
+pub fn make_flv(out: &Path, width: u32, height: u32, fps: u32, seconds: f64, gop: u32) -> anyhow::Result<()> {
+    require("ffmpeg")?;
+    let status = Command::new("ffmpeg")
+        .args(test_pattern_args(width, height, fps, seconds, gop))
+        .args(["-y", "-f", "flv"])
+        .arg(out)
+        .status()
+        .context("running ffmpeg")?;
+    if !status.success() {
+        bail!("ffmpeg could not write the test clip {}", out.display());
+    }
+    Ok(())
+}
+
+/// Starts ffmpeg pushing the test pattern live (`-re`) to `url`. The caller waits on or kills it.
+pub fn push_test_pattern(url: &str, width: u32, height: u32, fps: u32, seconds: f64, gop: u32) -> anyhow::Result<Child> {
+    require("ffmpeg")?;
+    let mut args = vec!["-re".to_string()];
+    args.extend(test_pattern_args(width, height, fps, seconds, gop));
+    Command::new("ffmpeg")
+        .args(args)
+        .args(["-f", "flv", url])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting ffmpeg")
+}
+
+/// Pushes an existing file at its own pace without re-encoding.
+pub fn push_file(path: &Path, url: &str) -> anyhow::Result<Child> {
+    require("ffmpeg")?;
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .arg(path)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting ffmpeg")
+}
+
+/// `ffprobe -show_format -show_streams` of a file or URL, as JSON.
+pub fn probe(input: &str) -> anyhow::Result<Value> {
+    run_ffprobe(&["-show_format", "-show_streams"], input)
+}
+
+/// Every packet of every stream, with flags (K = keyframe) and timestamps.
+pub fn probe_packets(input: &str) -> anyhow::Result<Value> {
+    run_ffprobe(&["-show_packets", "-show_streams"], input)
+}
+
+fn run_ffprobe(what: &[&str], input: &str) -> anyhow::Result<Value> {
+    require("ffprobe")?;
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json"])
+        .args(what)
+        .arg(input)
+        .output()
+        .context("running ffprobe")?;
+    if !output.status.success() {
+        bail!("ffprobe failed on {input}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let mut value: Value = serde_json::from_slice(&output.stdout).context("ffprobe printed invalid JSON")?;
+    value["stderr"] = Value::String(String::from_utf8_lossy(&output.stderr).into_owned());
+    Ok(value)
+}
+
+/// `format.duration` in seconds.
+pub fn duration_secs(probe: &Value) -> Option<f64> {
+    probe["format"]["duration"].as_str()?.parse().ok()
+}
+
+/// The codec names of the streams, in order (`["h264", "aac"]`).
+pub fn codec_names(probe: &Value) -> Vec<String> {
+    probe["streams"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["codec_name"].as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,168 @@
+//! HTTP: live HLS from memory, the start page with its player, the streams API and metrics.
+//!
+//! Hot paths (playlists and segments) clone a `Bytes` under a read lock and use static header
+//! values, so a request costs no copy of the media and no allocation for headers.
+
+mod page;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+
+use crate::Origin;
+
+const PLAYLIST_TYPE: HeaderValue = HeaderValue::from_static("application/vnd.apple.mpegurl");
+const SEGMENT_TYPE: HeaderValue = HeaderValue::from_static("video/mp2t");
+const SEGMENT_CACHE: HeaderValue = HeaderValue::from_static("max-age=900");
+const ANY_ORIGIN: HeaderValue = HeaderValue::from_static("*");
+
+pub fn router(origin: Arc<Origin>) -> Router {
+    Router::new()
+        .route("/", get(page::index))
+        .route("/static/hls.min.js", get(page::hls_js))
+        .route("/hls/{file}", get(master_playlist))
+        .route("/hls/{variant}/{file}", get(variant_file))
+        .route("/api/streams", get(list_streams))
+        .route("/api/streams/{name}", get(one_stream).delete(drop_stream))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(origin)
+}
+
+async fn master_playlist(State(origin): State<Arc<Origin>>, Path(file): Path<String>) -> Response {
+    let Some(name) = file.strip_suffix(".m3u8") else { return not_found() };
+    match origin.streams.get(name).and_then(|s| s.master_playlist().map(|p| (p, s))) {
+        Some((body, stream)) => playlist_response(body, stream.target_duration_secs()),
+        None => not_found(),
+    }
+}
+
+async fn variant_file(State(origin): State<Arc<Origin>>, Path((variant, file)): Path<(String, String)>) -> Response {
+    let Some(name) = variant.strip_suffix("_src") else { return not_found() };
+    let Some(stream) = origin.streams.get(name) else { return not_found() };
+    if file == "index.m3u8" {
+        return match stream.media_playlist() {
+            Some(body) => playlist_response(body, stream.target_duration_secs()),
+            None => not_found(),
+        };
+    }
+    let Some(sequence) = file.strip_suffix(".ts").and_then(|n| n.parse::<u64>().ok()) else { return not_found() };
+    match stream.segment(sequence) {
+        Some(body) => {
+            let mut response = Response::new(Body::from(body));
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, SEGMENT_TYPE);
+            headers.insert(header::CACHE_CONTROL, SEGMENT_CACHE);
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
+            response
+        }
+        None => not_found(),
+    }
+}
+
+/// Playlists may be cached for at most half the target duration, so a cache never hides a
+/// whole new segment from players.
+fn playlist_response(body: bytes::Bytes, target_secs: u64) -> Response {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, PLAYLIST_TYPE);
+    headers.insert(header::CACHE_CONTROL, playlist_cache_control(target_secs));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
+    response
+}
+
+fn playlist_cache_control(target_secs: u64) -> HeaderValue {
+    match target_secs / 2 {
+        0 => HeaderValue::from_static("no-cache"),
+        1 => HeaderValue::from_static("max-age=1"),
+        2 => HeaderValue::from_static("max-age=2"),
+        3 => HeaderValue::from_static("max-age=3"),
+        n => HeaderValue::from_str(&format!("max-age={n}")).expect("digits are a valid header value"),
+    }
+}
+
+fn not_found() -> Response {
+    let mut response = (StatusCode::NOT_FOUND, "not found\n").into_response();
+    response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
+    response
+}
+
+#[derive(Debug, Serialize)]
+pub struct StreamSummary {
+    pub name: String,
+    pub publishing: bool,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub frame_rate: Option<f64>,
+    /// Average ingest bitrate since the publish started, bits per second.
+    pub bitrate: u64,
+    pub uptime_secs: f64,
+    pub playlist: String,
+}
+
+fn summary(stream: &crate::streams::LiveStream) -> StreamSummary {
+    let info = stream.info();
+    StreamSummary {
+        name: stream.name.clone(),
+        publishing: stream.is_publishing(),
+        video_codec: info.video_codec,
+        audio_codec: info.audio_codec,
+        width: info.width,
+        height: info.height,
+        frame_rate: info.frame_rate,
+        bitrate: stream.bitrate(),
+        uptime_secs: (stream.uptime().as_secs_f64() * 10.0).round() / 10.0,
+        playlist: format!("/hls/{}.m3u8", stream.name),
+    }
+}
+
+async fn list_streams(State(origin): State<Arc<Origin>>) -> Response {
+    let all: Vec<StreamSummary> = origin.streams.list().iter().map(|s| summary(s)).collect();
+    let mut response = axum::Json(all).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn one_stream(State(origin): State<Arc<Origin>>, Path(name): Path<String>) -> Response {
+    match origin.streams.get(&name) {
+        Some(stream) => axum::Json(summary(&stream)).into_response(),
+        None => not_found(),
+    }
+}
+
+/// Disconnects a stream's publisher. Needs `Authorization: Bearer <api_token>`; with no token
+/// configured, control is off.
+async fn drop_stream(State(origin): State<Arc<Origin>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let Some(expected) = origin.config.api_token.as_deref() else {
+        return (StatusCode::FORBIDDEN, "control endpoints are disabled: set api_token\n").into_response();
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if given != Some(expected) {
+        return (StatusCode::UNAUTHORIZED, "a valid bearer token is required\n").into_response();
+    }
+    match origin.streams.get(&name) {
+        Some(stream) if stream.is_publishing() => {
+            tracing::info!(stream = %name, "Stream dropped by the operator.");
+            stream.kick.cancel();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => not_found(),
+    }
+}
+
+async fn metrics(State(origin): State<Arc<Origin>>) -> Response {
+    let mut response = origin.metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,116 @@
+//! The start page: every live stream with a player. hls.js is embedded in the binary.
+
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+
+static HLS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hls.min.js"));
+
+pub async fn hls_js() -> Response {
+    let mut response = HLS_JS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=3600"));
+    response
+}
+
+pub async fn index() -> Html<&'static str> {
+    Html(INDEX_HTML)
+}
+
+/// Lists streams from `/api/streams` every few seconds; each gets a player that uses native
+/// HLS where the browser has it (Safari) and hls.js elsewhere, and shows errors instead of a
+/// silent black box.
+const INDEX_HTML: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Spherecast live</title>
+<style>
+  body { font-family: system-ui, sans-serif; margin: 2rem; background: #111; color: #eee; }
+  .stream { margin-bottom: 2rem; }
+  video { width: 100%; max-width: 960px; background: #000; }
+  .facts { color: #aaa; font-size: 0.9rem; }
+  .error { color: #f66; }
+  code { color: #9cf; }
+</style>
+<script src="/static/hls.min.js"></script>
+</head>
+<body>
+<h1>Spherecast live</h1>
+<p id="empty">No live streams. Publish one with
+<code>ffmpeg -re -i INPUT -c:v libx264 -c:a aac -f flv rtmp://HOST/live/NAME</code>.</p>
+<div id="streams"></div>
+<script>
+const players = new Map();
+
+function describe(s) {
+  const res = s.width ? `${s.width}x${s.height}` : "?";
+  const kbps = Math.round(s.bitrate / 1000);
+  const state = s.publishing ? "live" : "ended";
+  return `${state} · ${res} · ${s.video_codec || "no video"} ${s.audio_codec || ""} · ${kbps} kbit/s · up ${Math.round(s.uptime_secs)} s`;
+}
+
+function attach(video, url, errorBox) {
+  if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    video.src = url;
+    video.addEventListener("error", () => { errorBox.textContent = "Playback error: " + (video.error && video.error.message); });
+    return null;
+  }
+  if (!window.Hls || !Hls.isSupported()) {
+    errorBox.textContent = "This browser cannot play HLS (hls.js missing or unsupported).";
+    return null;
+  }
+  const hls = new Hls({ liveDurationInfinity: true });
+  hls.on(Hls.Events.ERROR, (_, data) => {
+    if (data.fatal) {
+      errorBox.textContent = `Playback error: ${data.type} ${data.details}`;
+      if (data.type === Hls.ErrorTypes.NETWORK_ERROR) setTimeout(() => hls.loadSource(url), 2000);
+      else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+    }
+  });
+  hls.loadSource(url);
+  hls.attachMedia(video);
+  return hls;
+}
+
+async function refresh() {
+  let streams;
+  try {
+    streams = await (await fetch("/api/streams")).json();
+  } catch (e) {
+    return;
+  }
+  document.getElementById("empty").hidden = streams.length > 0;
+  const container = document.getElementById("streams");
+  const seen = new Set();
+  for (const s of streams) {
+    seen.add(s.name);
+    let entry = players.get(s.name);
+    if (!entry) {
+      const div = document.createElement("div");
+      div.className = "stream";
+      div.dataset.name = s.name;
+      div.innerHTML = `<h2></h2><video controls muted autoplay playsinline></video><div class="facts"></div><div class="error"></div>`;
+      div.querySelector("h2").textContent = s.name;
+      container.appendChild(div);
+      const hls = attach(div.querySelector("video"), s.playlist, div.querySelector(".error"));
+      entry = { div, hls };
+      players.set(s.name, entry);
+    }
+    entry.div.querySelector(".facts").textContent = describe(s);
+  }
+  for (const [name, entry] of players) {
+    if (!seen.has(name)) {
+      if (entry.hls) entry.hls.destroy();
+      entry.div.remove();
+      players.delete(name);
+    }
+  }
+}
+refresh();
+setInterval(refresh, 3000);
+</script>
+</body>
+</html>
+"#;
