@@ -2,3 +2,5 @@
 //! configuration and SPS facts, AAC AudioSpecificConfig and ADTS, an MPEG-TS muxer, HLS
 //! playlists, and the live HLS segmenter. No I/O, no clocks: bytes in, bytes out.
 #![forbid(unsafe_code)]
+
+pub mod flv;
