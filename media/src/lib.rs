@@ -3,4 +3,5 @@
 //! playlists, and the live HLS segmenter. No I/O, no clocks: bytes in, bytes out.
 #![forbid(unsafe_code)]
 
+pub mod avc;
 pub mod flv;
