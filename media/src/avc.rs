@@ -380,13 +380,14 @@ pub fn avcc_to_annexb(
         out.extend_from_slice(&AUD_NAL);
     }
     info.nal_count += 1;
-    if (keyframe || has_idr) && !has_sps {
-        if let Some(cfg) = params {
-            for ps in cfg.sps.iter().chain(cfg.pps.iter()) {
-                out.extend_from_slice(&START_CODE);
-                out.extend_from_slice(ps);
-                info.nal_count += 1;
-            }
+    if (keyframe || has_idr)
+        && !has_sps
+        && let Some(cfg) = params
+    {
+        for ps in cfg.sps.iter().chain(cfg.pps.iter()) {
+            out.extend_from_slice(&START_CODE);
+            out.extend_from_slice(ps);
+            info.nal_count += 1;
         }
     }
     for nal in nals {
