@@ -3,5 +3,6 @@
 //! playlists, and the live HLS segmenter. No I/O, no clocks: bytes in, bytes out.
 #![forbid(unsafe_code)]
 
+pub mod aac;
 pub mod avc;
 pub mod flv;
