@@ -7,7 +7,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// What a recorder needs from its output file.
-pub(crate) trait RecordFile: Write + Seek + Send + Debug {
+pub(crate) trait RecordFile: Write + Seek + Send + Sync + Debug {
     /// Cuts the file to `len` bytes.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     /// Flushes the file's data and metadata to the disk.
