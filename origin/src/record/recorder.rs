@@ -17,9 +17,9 @@ use super::{FinishedRecording, RecordError};
 /// Write buffer per part. Each tag is handed over whole; the buffer only batches system calls.
 const BUFFER_BYTES: usize = 64 * 1024;
 
-/// How far past the size limit a part may grow while waiting for a keyframe (or, for the size
-/// limit itself when that is larger): a publisher that never sends one gets a new part
-/// anyway, at the next frame, rather than an unbounded file.
+/// A full part grows by at most the size limit or this, whichever is larger, while waiting for
+/// a keyframe; past that the next frame starts a new part anyway, so a publisher that stops
+/// sending keyframes cannot make an unbounded file.
 const MIN_KEYFRAME_WAIT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Records one publish session to `NAME-EPOCH.flv`, `NAME-EPOCH-1.flv`, ...
