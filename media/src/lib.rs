@@ -6,3 +6,4 @@
 pub mod aac;
 pub mod avc;
 pub mod flv;
+pub mod ts;
