@@ -6,7 +6,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use media::flv::{self, AacPacketType, AudioTag, TagKind, VideoPacketType, VideoTag};
+use media::avc::{AvcConfig, SpsInfo};
+use media::flv::{self, AacPacketType, AudioTag, TagKind, VideoCodec, VideoPacketType, VideoTag};
 use tracing::{error, warn};
 
 use super::file::{self, Counted, CreateFn};
@@ -47,6 +48,8 @@ pub struct Recorder {
     audio_config: Option<Vec<u8>>,
     video_codec_id: Option<u8>,
     audio_codec_id: Option<u8>,
+    /// Picture size and frame rate from the latest AVC decoder configuration.
+    video_facts: Option<SpsInfo>,
     saw_video: bool,
     saw_audio: bool,
     health: Health,
@@ -118,6 +121,7 @@ impl Recorder {
             audio_config: None,
             video_codec_id: None,
             audio_codec_id: None,
+            video_facts: None,
             saw_video: false,
             saw_audio: false,
             health: Health::Ok,
@@ -148,6 +152,11 @@ impl Recorder {
         match tag.map(|t| t.packet_type) {
             Some(VideoPacketType::SequenceHeader) => {
                 self.video_config = Some(body.to_vec());
+                // Only for the metadata: a configuration that does not parse is recorded anyway.
+                self.video_facts = tag
+                    .filter(|t| t.codec == VideoCodec::Avc)
+                    .and_then(|t| AvcConfig::parse(t.payload).ok())
+                    .and_then(|config| config.sps_info().ok());
                 self.write_config(TagKind::Video, ts_ms, body)
             }
             packet => {
@@ -351,6 +360,13 @@ impl Recorder {
         let mut fields: Vec<(&str, f64)> = vec![("duration", 0.0), ("filesize", 0.0)];
         if let Some(id) = self.video_codec_id.filter(|_| has_video) {
             fields.push(("videocodecid", f64::from(id)));
+        }
+        if let Some(facts) = self.video_facts.as_ref().filter(|_| has_video) {
+            fields.push(("width", f64::from(facts.width)));
+            fields.push(("height", f64::from(facts.height)));
+            if let Some(fps) = facts.frame_rate {
+                fields.push(("framerate", fps));
+            }
         }
         if let Some(id) = self.audio_codec_id.filter(|_| has_audio) {
             fields.push(("audiocodecid", f64::from(id)));

@@ -125,7 +125,7 @@ fn note(timeline: &mut Timeline, kind: TagKind, ts_ms: u32, body: &[u8]) {
 
 /// Offset within an `onMetaData` body of the 8-byte number stored under `key`: an AMF0
 /// property is the key's 16-bit length, the key, the number marker 0x00, then the value.
-fn number_offset(body: &[u8], key: &str) -> Option<usize> {
+pub(super) fn number_offset(body: &[u8], key: &str) -> Option<usize> {
     let len = u16::try_from(key.len()).ok()?.to_be_bytes();
     let mut pattern = Vec::with_capacity(key.len() + 3);
     pattern.extend_from_slice(&len);

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use media::flv::{self, TagKind, VideoTag};
 
 use super::file::failing::disk_with_room_for;
+use super::scan::number_offset;
 use super::{FinishedRecording, RecordError, Recorder, recover};
 
 /// One audio or video tag of an input file.
@@ -232,6 +233,17 @@ fn a_recorded_stream_plays_with_its_duration_in_the_metadata() {
     let file = flv::parse_file(&bytes).unwrap();
     assert_eq!(file.valid_len, bytes.len(), "no torn tag at the end");
     assert!(file.header.has_audio && file.header.has_video);
+    let meta = file.tags[0].body;
+    let number = |key| {
+        let at = number_offset(meta, key).unwrap_or_else(|| panic!("no {key} in onMetaData"));
+        f64::from_be_bytes(meta[at..at + 8].try_into().unwrap())
+    };
+    assert_eq!((number("width"), number("height")), (320.0, 240.0));
+    assert_eq!(
+        (number("videocodecid"), number("audiocodecid")),
+        (7.0, 10.0)
+    );
+    assert_eq!(number("filesize"), done.size as f64);
 }
 
 #[test]
