@@ -8,6 +8,6 @@ pub mod event;
 pub mod queue;
 pub mod store;
 
-pub use event::{EventRecord, S3Event};
+pub use event::{EventError, EventRecord, S3Event, object_created_event};
 pub use queue::{EmbeddedQueue, Message, Queue, QueueDepth, QueueError, QueueSettings, SqsQueue};
 pub use store::{LocalStore, ObjectInfo, ObjectStore, PutOptions, S3Store, StoreError};
