@@ -6,4 +6,5 @@
 pub mod aac;
 pub mod avc;
 pub mod flv;
+pub mod playlist;
 pub mod ts;
