@@ -41,6 +41,8 @@ pub enum EventError {
     NoRecords,
     #[error("event body's \"Records\" is empty")]
     EmptyRecords,
+    #[error("event body's \"Records\" is not an array")]
+    RecordsNotArray,
     #[error("event body is an unknown S3 event {0:?}")]
     UnknownEvent(String),
     #[error("event record {index} has no {field}")]
@@ -81,13 +83,7 @@ impl S3Event {
         let records = match object.get("Records") {
             None | Some(Value::Null) => return Err(EventError::NoRecords),
             Some(Value::Array(records)) => records,
-            Some(_) => {
-                return Err(EventError::WrongType {
-                    index: 0,
-                    field: "Records",
-                    expected: "an array",
-                });
-            }
+            Some(_) => return Err(EventError::RecordsNotArray),
         };
         if records.is_empty() {
             return Err(EventError::EmptyRecords);
@@ -446,7 +442,7 @@ mod tests {
             ("[1,2]", "not an object (found an array)"),
             ("{}", "no \"Records\""),
             (r#"{"Records":[]}"#, "empty"),
-            (r#"{"Records":{}}"#, "Records is not an array"),
+            (r#"{"Records":{}}"#, "\"Records\" is not an array"),
             (r#"{"Event":"s3:Other"}"#, "unknown S3 event"),
             (r#"{"Records":[{"s3":{}}]}"#, "record 0 has no eventName"),
             (

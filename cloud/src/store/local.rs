@@ -349,18 +349,16 @@ impl LocalStore {
                 continue;
             }
             let key = format!("{dir_key}{name}");
-            // Follows symbolic links, so a linked folder or file counts as what it points to.
-            let meta = match fs::metadata(&path) {
-                Ok(meta) => meta,
-                Err(err) if is_missing(&err) => continue,
-                Err(err) => return Err(io_err(&path, err)),
-            };
-            if meta.is_dir() {
+            let file_type = entry.file_type().map_err(|e| io_err(&path, e))?;
+            // A linked file is an object (head and get follow the link too); a linked folder
+            // is not descended into, so a link cycle cannot make the walk endless.
+            let is_file = file_type.is_file() || (file_type.is_symlink() && path.is_file());
+            if file_type.is_dir() {
                 let sub_key = format!("{key}/");
                 if sub_key.starts_with(prefix) || prefix.starts_with(&sub_key) {
                     self.walk(&path, &sub_key, prefix, found)?;
                 }
-            } else if meta.is_file() && key.starts_with(prefix) {
+            } else if is_file && key.starts_with(prefix) {
                 if validate_local_key(&key).is_ok() {
                     found.push((key, path));
                 } else {
@@ -644,6 +642,29 @@ mod tests {
             .map(|o| o.key)
             .collect();
         assert_eq!(keys, ["a.ts"]);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn listing_does_not_follow_a_folder_link_cycle() {
+        let (_dir, store) = store();
+        store
+            .put_bytes(
+                "a/x.ts",
+                bytes::Bytes::from_static(b"x"),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        std::os::unix::fs::symlink(store.root(), store.root().join("a/loop")).unwrap();
+        let keys: Vec<String> = store
+            .list("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, ["a/x.ts"]);
     }
 
     #[tokio::test]
