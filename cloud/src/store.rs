@@ -11,7 +11,8 @@ mod s3;
 pub use local::LocalStore;
 pub use s3::S3Store;
 
-/// Metadata set on an object when it is written.
+/// Metadata set on an object when it is written. `None` leaves it to the store: S3 records
+/// `application/octet-stream` as the content type (the SDK's default), a local store nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PutOptions {
     pub content_type: Option<String>,
@@ -51,9 +52,10 @@ pub enum StoreError {
         key: String,
         message: String,
     },
-    /// A key that cannot name an object safely (see [`LocalStore`] for the rules). S3 accepts
-    /// more keys than a directory can hold; both stores reject these so that code tested
-    /// locally behaves the same on S3.
+    /// A key that cannot name an object safely: empty, absolute, with an empty, `.` or `..`
+    /// segment, a backslash or a NUL (a local store also reserves a few names, see
+    /// [`LocalStore`]). S3 would accept some of these; both stores reject them so that code
+    /// tested locally behaves the same on S3.
     #[error("invalid object key {key:?}: {reason}")]
     InvalidKey { key: String, reason: &'static str },
 }
@@ -84,7 +86,8 @@ pub trait ObjectStore: Send + Sync + Debug {
         body: bytes::Bytes,
         opts: &PutOptions,
     ) -> Result<ObjectInfo, StoreError>;
-    /// Streams an object to a local file (never whole into memory).
+    /// Streams an object to a local file (never whole into memory). The file's folder is
+    /// created if needed, and `dest` appears only once the download is complete.
     async fn get_to_file(&self, key: &str, dest: &Path) -> Result<ObjectInfo, StoreError>;
     /// Metadata of an object, `None` when it does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
