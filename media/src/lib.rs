@@ -6,5 +6,6 @@
 pub mod aac;
 pub mod avc;
 pub mod flv;
+pub mod hls;
 pub mod playlist;
 pub mod ts;
