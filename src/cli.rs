@@ -143,7 +143,7 @@ async fn ingress(settings: &Settings) -> anyhow::Result<origin::Ingress> {
         None
     };
     let store: Arc<dyn cloud::ObjectStore> = match (&settings.ingress.bucket, &aws) {
-        (Some(bucket), Some(aws)) => Arc::new(cloud::S3Store::new(cloud::aws::s3_client(aws), bucket.clone())),
+        (Some(bucket), Some(aws)) => Arc::new(cloud::S3Store::new(cloud::aws::s3_client(aws, false), bucket.clone())),
         _ => {
             let dir = settings.ingress.dir.clone().unwrap_or_else(|| data.join("ingress"));
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create ingress folder {}", dir.display()))?;
@@ -157,7 +157,6 @@ async fn ingress(settings: &Settings) -> anyhow::Result<origin::Ingress> {
         _ => {
             let dir = data.join("queue");
             let queue = cloud::EmbeddedQueue::open(&dir, settings.queue_settings())
-                .await
                 .with_context(|| format!("cannot open the embedded queue in {}", dir.display()))?;
             Some(Arc::new(queue))
         }

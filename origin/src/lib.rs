@@ -1,3 +1,153 @@
 //! The live origin: RTMP ingest, live HLS packaging and serving, recording every session, and
 //! uploading each finished recording to the ingress bucket.
 #![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod publication;
+pub mod record;
+pub mod rtmp;
+pub mod streams;
+pub mod upload;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use config::OriginConfig;
+
+use crate::auth::Authorizer;
+use crate::metrics::Metrics;
+use crate::streams::Streams;
+use crate::upload::{Spool, Uploader};
+
+/// Where finished recordings go: the ingress bucket, and in local mode the queue that gets
+/// the S3 event (in AWS mode S3 raises the event itself).
+#[derive(Debug, Clone)]
+pub struct Ingress {
+    pub store: Arc<dyn cloud::ObjectStore>,
+    pub queue: Option<Arc<dyn cloud::Queue>>,
+}
+
+/// State shared by every connection and request.
+#[derive(Debug)]
+pub struct Origin {
+    pub config: OriginConfig,
+    pub streams: Streams,
+    pub metrics: Metrics,
+    pub authorizer: Authorizer,
+    pub spool: Spool,
+    pub recording_dir: PathBuf,
+}
+
+/// Addresses the origin actually listens on (useful with port 0).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Refuses an open publish point on a reachable address: only the operator may publish.
+pub fn check_publish_exposure(config: &OriginConfig) -> anyhow::Result<()> {
+    if !config.rtmp_listen.ip().is_loopback() && !config.publish.is_configured() && !config.allow_open_publish {
+        anyhow::bail!(
+            "refusing to listen for RTMP on {} with no publish authorisation: configure [origin.publish] keys, \
+             stream_keys or on_publish, or pass --allow-open-publish if this network is trusted",
+            config.rtmp_listen
+        );
+    }
+    Ok(())
+}
+
+/// Binds both listeners, resumes pending work, and serves until `shutdown`. `ready` receives
+/// the bound addresses once the origin accepts connections.
+pub async fn run(
+    config: OriginConfig,
+    ingress: Ingress,
+    shutdown: CancellationToken,
+    ready: Option<tokio::sync::oneshot::Sender<Bound>>,
+) -> anyhow::Result<()> {
+    check_publish_exposure(&config)?;
+    let recording_dir = config.data_dir.join("recordings");
+    let spool_dir = config.data_dir.join("spool");
+    std::fs::create_dir_all(&recording_dir)
+        .with_context(|| format!("cannot create the recording folder {}", recording_dir.display()))?;
+    let metrics = Metrics::default();
+    let spool = Spool::open(&spool_dir).with_context(|| format!("cannot open the upload spool {}", spool_dir.display()))?;
+
+    // Recordings left behind by a crash are repaired and queued for upload before anything new.
+    for recovered in record::recover(&recording_dir) {
+        warn!(file = %recovered.path.display(), "Recovered a recording left by an earlier run.");
+        if let Err(error) = spool.submit(&recovered) {
+            warn!(%error, file = %recovered.path.display(), "Recovered recording stays in the recording folder.");
+        }
+    }
+
+    let rtmp_listener = TcpListener::bind(config.rtmp_listen)
+        .await
+        .with_context(|| format!("cannot listen for RTMP on {}", config.rtmp_listen))?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+    let bound = Bound { rtmp: rtmp_listener.local_addr()?, http: http_listener.local_addr()? };
+
+    let origin = Arc::new(Origin {
+        streams: Streams::new(config.hls.window, config.hls.target_duration, metrics.clone()),
+        authorizer: Authorizer::new(config.publish.clone()),
+        metrics: metrics.clone(),
+        spool: spool.clone(),
+        recording_dir,
+        config,
+    });
+
+    let uploader = Uploader {
+        spool,
+        store: ingress.store,
+        queue: ingress.queue,
+        prefix: origin.config.upload.prefix.clone(),
+        min_backoff: origin.config.upload.min_backoff,
+        max_backoff: origin.config.upload.max_backoff,
+        metrics,
+    };
+    let uploads_stop = CancellationToken::new();
+    let uploads = tokio::spawn(uploader.run(uploads_stop.clone()));
+
+    let reaper = tokio::spawn(reap(origin.clone(), shutdown.clone()));
+    let http_stop = shutdown.clone();
+    let router = http::router(origin.clone());
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, router).with_graceful_shutdown(async move { http_stop.cancelled().await }).await
+    });
+    info!(rtmp = %bound.rtmp, http = %bound.http, "Origin listening.");
+    if let Some(ready) = ready {
+        let _ = ready.send(bound);
+    }
+    rtmp::run(rtmp_listener, origin.clone(), shutdown.clone()).await;
+    // Every connection has finished and handed its recording to the spool; give in-flight
+    // uploads a moment, then stop: what is left stays in the spool for the next start.
+    uploads_stop.cancel();
+    let _ = uploads.await;
+    let _ = reaper.await;
+    http.await.context("HTTP server task")?.context("HTTP server")?;
+    info!("Origin stopped.");
+    Ok(())
+}
+
+/// Drops ended streams once their linger time is over.
+async fn reap(origin: Arc<Origin>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => { origin.streams.reap(origin.config.hls.linger); }
+        }
+    }
+}

@@ -28,26 +28,16 @@ pub struct MediaInfo {
     pub audio_channels: Option<u8>,
 }
 
-/// One finished live segment.
-#[derive(Debug, Clone)]
-pub struct LiveSegment {
-    pub sequence: u64,
-    pub duration: Duration,
-    pub discontinuity: bool,
-    pub data: Bytes,
-}
-
-#[derive(Debug, Default)]
+/// The live HLS of one stream: the playlist window and the segment bytes behind it.
+#[derive(Debug)]
 struct Hls {
-    /// Listed and retained segments, oldest first; the last `window` are in the playlist.
-    segments: VecDeque<LiveSegment>,
-    /// Discontinuities that scrolled out of the playlist, for EXT-X-DISCONTINUITY-SEQUENCE.
-    discontinuity_sequence: u64,
+    window: media::playlist::LiveWindow,
+    /// Segment bytes by sequence, oldest first: the listed window plus one more window of
+    /// segments that already left the playlist (players may still be fetching them).
+    data: VecDeque<(u64, Bytes)>,
     media_playlist: Option<Bytes>,
     master_playlist: Option<Bytes>,
     ended: bool,
-    /// Longest segment ever listed: TARGETDURATION must not shrink during a stream.
-    longest: Duration,
 }
 
 /// One stream name's live state. Shared by its publisher (writer) and HTTP (readers).
@@ -56,7 +46,6 @@ pub struct LiveStream {
     pub name: String,
     pub started_at: SystemTime,
     started: Instant,
-    window: usize,
     hls: RwLock<Hls>,
     info: RwLock<MediaInfo>,
     publishing: AtomicBool,
@@ -67,13 +56,19 @@ pub struct LiveStream {
 }
 
 impl LiveStream {
-    fn new(name: String, window: usize) -> Self {
+    fn new(name: String, window: usize, target_duration: Duration) -> Self {
+        let hls = Hls {
+            window: media::playlist::LiveWindow::new(window.max(1), target_duration.as_secs_f64().ceil() as u64),
+            data: VecDeque::new(),
+            media_playlist: None,
+            master_playlist: None,
+            ended: false,
+        };
         Self {
             name,
             started_at: SystemTime::now(),
             started: Instant::now(),
-            window: window.max(1),
-            hls: RwLock::default(),
+            hls: RwLock::new(hls),
             info: RwLock::default(),
             publishing: AtomicBool::new(true),
             ended_at: RwLock::new(None),
@@ -105,23 +100,17 @@ impl LiveStream {
     }
 
     /// Adds a finished segment and rebuilds the playlists readers get.
-    pub fn push_segment(&self, segment: LiveSegment, master: Bytes) {
+    pub fn push_segment(&self, segment: media::hls::Segment, master: Bytes) {
         let mut hls = self.hls.write().expect("hls lock");
-        hls.longest = hls.longest.max(segment.duration);
-        hls.segments.push_back(segment);
-        // Each push moves exactly one segment out of the listed window once it is full; a
-        // discontinuity leaving the playlist bumps EXT-X-DISCONTINUITY-SEQUENCE.
-        if let Some(left) = hls.segments.len().checked_sub(self.window + 1)
-            && hls.segments[left].discontinuity
-        {
-            hls.discontinuity_sequence += 1;
-        }
-        // Keep the listed window plus one more window of retired segments.
-        while hls.segments.len() > self.window * 2 {
-            hls.segments.pop_front();
+        let uri = format!("{}.ts", segment.sequence);
+        hls.window.push(segment.to_ref(uri));
+        hls.data.push_back((segment.sequence, segment.data));
+        let keep = hls.window.segments().len() * 2;
+        while hls.data.len() > keep {
+            hls.data.pop_front();
         }
         hls.master_playlist = Some(master);
-        hls.media_playlist = Some(render_media_playlist(&hls, self.window));
+        hls.media_playlist = Some(Bytes::from(hls.window.render(false)));
     }
 
     /// Marks the stream ended: the playlist gets `#EXT-X-ENDLIST`, the linger clock starts.
@@ -130,9 +119,13 @@ impl LiveStream {
         *self.ended_at.write().expect("ended lock") = Some(Instant::now());
         let mut hls = self.hls.write().expect("hls lock");
         hls.ended = true;
-        if !hls.segments.is_empty() {
-            hls.media_playlist = Some(render_media_playlist(&hls, self.window));
+        if !hls.data.is_empty() {
+            hls.media_playlist = Some(Bytes::from(hls.window.render(true)));
         }
+    }
+
+    pub fn has_segments(&self) -> bool {
+        !self.hls.read().expect("hls lock").data.is_empty()
     }
 
     pub fn master_playlist(&self) -> Option<Bytes> {
@@ -145,35 +138,20 @@ impl LiveStream {
 
     /// Target duration in seconds, for the playlist Cache-Control.
     pub fn target_duration_secs(&self) -> u64 {
-        self.hls.read().expect("hls lock").longest.as_secs_f64().ceil().max(1.0) as u64
+        self.hls.read().expect("hls lock").window.target_duration()
     }
 
     pub fn segment(&self, sequence: u64) -> Option<Bytes> {
         let hls = self.hls.read().expect("hls lock");
-        let first = hls.segments.front()?.sequence;
+        // Sequences are consecutive, so the position is an offset from the oldest.
+        let first = hls.data.front()?.0;
         let idx = usize::try_from(sequence.checked_sub(first)?).ok()?;
-        hls.segments.get(idx).filter(|s| s.sequence == sequence).map(|s| s.data.clone())
+        hls.data.get(idx).filter(|(seq, _)| *seq == sequence).map(|(_, data)| data.clone())
     }
 
     fn expired(&self, linger: Duration) -> bool {
         self.ended_at.read().expect("ended lock").is_some_and(|t| t.elapsed() >= linger)
     }
-}
-
-fn render_media_playlist(hls: &Hls, window: usize) -> Bytes {
-    let listed = hls.segments.len().saturating_sub(window);
-    let refs: Vec<media::playlist::SegmentRef> = hls
-        .segments
-        .iter()
-        .skip(listed)
-        .map(|s| media::playlist::SegmentRef {
-            sequence: s.sequence,
-            duration: s.duration,
-            discontinuity: s.discontinuity,
-            uri: format!("{}.ts", s.sequence),
-        })
-        .collect();
-    Bytes::from(media::playlist::live_media_playlist(&refs, hls.discontinuity_sequence, hls.longest, hls.ended))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,12 +163,13 @@ pub struct AlreadyLive(pub String);
 pub struct Streams {
     inner: Arc<RwLock<HashMap<String, Arc<LiveStream>>>>,
     window: usize,
+    target_duration: Duration,
     metrics: Metrics,
 }
 
 impl Streams {
-    pub fn new(window: usize, metrics: Metrics) -> Self {
-        Self { inner: Arc::default(), window, metrics }
+    pub fn new(window: usize, target_duration: Duration, metrics: Metrics) -> Self {
+        Self { inner: Arc::default(), window, target_duration, metrics }
     }
 
     /// Reserves `name` for a new publisher. An ended stream of the same name is replaced.
@@ -201,7 +180,7 @@ impl Streams {
         {
             return Err(AlreadyLive(name.to_string()));
         }
-        let stream = Arc::new(LiveStream::new(name.to_string(), self.window));
+        let stream = Arc::new(LiveStream::new(name.to_string(), self.window, self.target_duration));
         if map.insert(name.to_string(), stream.clone()).is_none() {
             self.metrics.live_streams.inc();
         }

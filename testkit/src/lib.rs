@@ -2,8 +2,10 @@
 //! and `spherecast up` started on free ports.
 
 pub mod clip;
+pub mod http;
 pub mod moto;
 pub mod net;
+pub mod rtmp;
 pub mod up;
 
 /// The repository root (the workspace directory), for finding `.venv`, `web/` and binaries.

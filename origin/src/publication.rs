@@ -1,0 +1,225 @@
+//! One publish session of a stream: checks codecs, feeds the live HLS segmenter and the
+//! recorder, and hands the finished recording to the upload spool.
+//!
+//! The recorder and the segmenter are independent: a recording that fails (disk full) stops
+//! cleanly while live HLS goes on.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use media::flv::{AudioTag, SoundFormat, VideoCodec, VideoTag};
+use tracing::{error, info, warn};
+
+use crate::Origin;
+use crate::record::{FinishedRecording, Recorder};
+use crate::streams::{LiveStream, MediaInfo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("stream {stream:?}: unsupported video codec {codec}; publish H.264 (AVC)")]
+    UnsupportedVideo { stream: String, codec: String },
+    #[error("stream {stream:?}: unsupported audio codec {codec}; publish AAC")]
+    UnsupportedAudio { stream: String, codec: String },
+}
+
+enum Recording {
+    /// Recording is off, or nothing arrived yet.
+    Idle,
+    Active(Recorder),
+    /// Stopped by an error; the session goes on without a recording.
+    Failed,
+}
+
+pub struct Publication {
+    pub stream: Arc<LiveStream>,
+    segmenter: media::hls::LiveSegmenter,
+    recording: Recording,
+    record_enabled: bool,
+    started: SystemTime,
+    segments: u64,
+    bad_tags: u64,
+}
+
+impl Publication {
+    pub fn new(origin: &Origin, stream: Arc<LiveStream>) -> Self {
+        let hls = &origin.config.hls;
+        let segmenter = media::hls::LiveSegmenter::new(media::hls::SegmenterConfig {
+            target_duration: hls.target_duration,
+            max_fragment: hls.max_fragment,
+            window: hls.window,
+            ..Default::default()
+        });
+        Self {
+            stream,
+            segmenter,
+            recording: Recording::Idle,
+            record_enabled: origin.config.record.enabled,
+            started: SystemTime::now(),
+            segments: 0,
+            bad_tags: 0,
+        }
+    }
+
+    pub fn on_video(&mut self, origin: &Origin, ts_ms: u32, data: Bytes) -> Result<(), MediaError> {
+        let tag = match VideoTag::parse(&data) {
+            Ok(tag) => tag,
+            Err(e) => return Ok(self.bad_tag("video", &e)),
+        };
+        match tag.codec {
+            VideoCodec::Avc => {}
+            other => {
+                let codec = codec_name(&other);
+                error!(stream = %self.stream.name, %codec, "Publish rejected: unsupported video codec.");
+                return Err(MediaError::UnsupportedVideo { stream: self.stream.name.clone(), codec });
+            }
+        }
+        self.record(origin, |r| r.write_video(ts_ms, &data));
+        match self.segmenter.push_video_tag(ts_ms, &tag) {
+            Ok(segments) => self.publish(origin, segments),
+            Err(e) => self.bad_tag("video", &e),
+        }
+        Ok(())
+    }
+
+    pub fn on_audio(&mut self, origin: &Origin, ts_ms: u32, data: Bytes) -> Result<(), MediaError> {
+        let tag = match AudioTag::parse(&data) {
+            Ok(tag) => tag,
+            Err(e) => return Ok(self.bad_tag("audio", &e)),
+        };
+        if tag.format != SoundFormat::Aac {
+            let codec = format!("{:?}", tag.format);
+            error!(stream = %self.stream.name, %codec, "Publish rejected: unsupported audio codec.");
+            return Err(MediaError::UnsupportedAudio { stream: self.stream.name.clone(), codec });
+        }
+        self.record(origin, |r| r.write_audio(ts_ms, &data));
+        match self.segmenter.push_audio_tag(ts_ms, &tag) {
+            Ok(segments) => self.publish(origin, segments),
+            Err(e) => self.bad_tag("audio", &e),
+        }
+        Ok(())
+    }
+
+    /// Ends the session: the last segment and `#EXT-X-ENDLIST`, the recording finalised and
+    /// handed to the upload spool.
+    pub async fn finish(mut self, origin: &Origin) {
+        let last = self.segmenter.finish();
+        self.publish(origin, last);
+        origin.streams.release(&self.stream);
+        if self.segments == 0 {
+            origin.streams.remove(&self.stream);
+        }
+        let recording = std::mem::replace(&mut self.recording, Recording::Idle);
+        if let Recording::Active(recorder) = recording {
+            let finished = tokio::task::spawn_blocking(move || recorder.finish()).await;
+            match finished {
+                Ok(Ok(done)) => self.submit(origin, done),
+                Ok(Err(e)) => {
+                    origin.metrics.recordings_failed.inc();
+                    error!(stream = %self.stream.name, error = %e, "Recording could not be finalised.");
+                }
+                Err(e) => error!(stream = %self.stream.name, error = %e, "Recording finaliser panicked."),
+            }
+        }
+        info!(stream = %self.stream.name, segments = self.segments, "Publish finished.");
+    }
+
+    fn publish(&mut self, origin: &Origin, segments: Vec<media::hls::Segment>) {
+        if segments.is_empty() {
+            return;
+        }
+        let info = self.segmenter.stream_info();
+        self.stream.set_info(MediaInfo {
+            video_codec: info.video.as_ref().map(|v| v.codec.clone()),
+            audio_codec: info.audio.as_ref().map(|a| a.codec.clone()),
+            width: info.video.as_ref().and_then(|v| v.resolution).map(|r| r.0),
+            height: info.video.as_ref().and_then(|v| v.resolution).map(|r| r.1),
+            frame_rate: info.video.as_ref().and_then(|v| v.frame_rate),
+            audio_sample_rate: info.audio.as_ref().map(|a| a.sample_rate),
+            audio_channels: info.audio.as_ref().and_then(|a| a.channels),
+        });
+        let master = master_playlist(&self.stream.name, &info);
+        for segment in segments {
+            self.segments += 1;
+            origin.metrics.segments_written.inc();
+            self.stream.push_segment(segment, master.clone());
+        }
+    }
+
+    /// Runs `write` on the active recorder, starting it on the first tag. A failure stops the
+    /// recording (what was written is kept and uploaded), never the stream.
+    fn record(
+        &mut self,
+        origin: &Origin,
+        write: impl FnOnce(&mut Recorder) -> Result<Option<FinishedRecording>, crate::record::RecordError>,
+    ) {
+        if !self.record_enabled {
+            return;
+        }
+        if let Recording::Idle = self.recording {
+            let max = origin.config.record.max_size_kib.saturating_mul(1024);
+            match Recorder::create(&origin.recording_dir, &self.stream.name, self.started, max) {
+                Ok(recorder) => self.recording = Recording::Active(recorder),
+                Err(e) => {
+                    origin.metrics.recordings_failed.inc();
+                    error!(stream = %self.stream.name, error = %e, "Recording could not start; live HLS goes on.");
+                    self.recording = Recording::Failed;
+                }
+            }
+        }
+        let Recording::Active(recorder) = &mut self.recording else { return };
+        match write(recorder) {
+            Ok(Some(part)) => self.submit(origin, part),
+            Ok(None) => {}
+            Err(e) => {
+                origin.metrics.recordings_failed.inc();
+                error!(stream = %self.stream.name, error = %e, "Recording stopped; live HLS goes on.");
+                if let Recording::Active(recorder) = std::mem::replace(&mut self.recording, Recording::Failed)
+                    && let Some(partial) = recorder.abandon()
+                {
+                    self.submit(origin, partial);
+                }
+            }
+        }
+    }
+
+    fn submit(&self, origin: &Origin, done: FinishedRecording) {
+        origin.metrics.recordings_finished.inc();
+        info!(stream = %self.stream.name, file = %done.file_name, duration = ?done.duration, bytes = done.size, "Recording finished.");
+        if let Err(e) = origin.spool.submit(&done) {
+            error!(file = %done.path.display(), error = %e, "Recording stays where it is: the spool refused it.");
+        }
+    }
+
+    fn bad_tag(&mut self, kind: &str, error: &dyn std::fmt::Display) {
+        self.bad_tags += 1;
+        // One line per power of two keeps a broken encoder from flooding the log.
+        if self.bad_tags.is_power_of_two() {
+            warn!(stream = %self.stream.name, kind, count = self.bad_tags, %error, "Skipped a malformed media tag.");
+        }
+    }
+}
+
+/// The master playlist: one variant, the source, with what the SPS and the
+/// AudioSpecificConfig say and the peak segment bitrate measured so far.
+fn master_playlist(name: &str, info: &media::hls::StreamInfo) -> Bytes {
+    let video = info.video.as_ref();
+    let variant = media::playlist::Variant {
+        bandwidth: info.peak_bitrate_bps.unwrap_or(0).max(1),
+        average_bandwidth: info.average_bitrate_bps,
+        resolution: video.and_then(|v| v.resolution),
+        codecs: info.codecs(),
+        frame_rate: video.and_then(|v| v.frame_rate),
+        uri: format!("{name}_src/index.m3u8"),
+    };
+    Bytes::from(media::playlist::master_playlist(&[variant]))
+}
+
+fn codec_name(codec: &VideoCodec) -> String {
+    match codec {
+        VideoCodec::Avc => "H.264".into(),
+        VideoCodec::Hevc => "HEVC".into(),
+        other => format!("{other:?}"),
+    }
+}
+

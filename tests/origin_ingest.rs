@@ -1,0 +1,317 @@
+//! The origin against real and broken RTMP clients: OBS-style command sequences, GStreamer's
+//! rtmp2sink, and every bad input the origin must survive without disturbing other streams.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use media::flv::TagKind;
+use testkit::clip;
+use testkit::http::{get, metric, wait_until};
+use testkit::rtmp::{RawPublisher, Reply};
+use testkit::up::Spherecast;
+
+/// Tags of a short ffmpeg clip (320x240, 30 fps, a keyframe every second, AAC): kind,
+/// timestamp in ms, body.
+fn sample_tags(dir: &Path, seconds: f64) -> Vec<(TagKind, u32, Vec<u8>)> {
+    let path = dir.join(format!("sample-{seconds}.flv"));
+    if !path.exists() {
+        clip::make_flv(&path, 320, 240, 30, seconds, 30).expect("ffmpeg makes the sample clip");
+    }
+    let bytes = std::fs::read(&path).unwrap();
+    let file = media::flv::parse_file(&bytes).expect("ffmpeg writes valid FLV");
+    file.tags
+        .iter()
+        .filter(|t| t.kind != TagKind::Script)
+        .map(|t| (t.kind, t.timestamp_ms, t.body.to_vec()))
+        .collect()
+}
+
+/// Sends tags with their timestamps shifted by `offset_ms` (wrapping, as RTMP does).
+fn send_tags(publisher: &mut RawPublisher, tags: &[(TagKind, u32, Vec<u8>)], offset_ms: i64) {
+    for (kind, ts, body) in tags {
+        let ts = (*ts as i64 + offset_ms).max(0) as u32;
+        match kind {
+            TagKind::Video => publisher.send_video(ts, body).unwrap(),
+            TagKind::Audio => publisher.send_audio(ts, body).unwrap(),
+            TagKind::Script => {}
+        }
+    }
+}
+
+fn publish_ok(server: &Spherecast, name: &str) -> RawPublisher {
+    let mut publisher = RawPublisher::connect(server.rtmp, "live").expect("connect accepted");
+    let reply = publisher.obs_publish(name).unwrap();
+    assert!(
+        matches!(&reply, Reply::Status { code, .. } if code == "NetStream.Publish.Start"),
+        "publish of {name} refused: {reply:?}"
+    );
+    publisher
+}
+
+fn refused(reply: &Reply) -> bool {
+    match reply {
+        Reply::Status { code, level, .. } => level == "error" || code != "NetStream.Publish.Start",
+        Reply::Error(_) => true,
+        Reply::Result(_) => false,
+    }
+}
+
+fn wait_for_playlist(server: &Spherecast, name: &str, want: &str) -> String {
+    wait_until(&server.http_url(&format!("/hls/{name}_src/index.m3u8")), Duration::from_secs(15), |r| {
+        r.status == 200 && r.text().contains(want)
+    })
+    .text()
+}
+
+fn recordings_in(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    found.retain(|p| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{name}-")) && n.ends_with(".flv"))
+    });
+    found.sort();
+    found
+}
+
+fn wait_for_recording(server: &Spherecast, name: &str) -> PathBuf {
+    let ingress = server.data.join("ingress");
+    for _ in 0..200 {
+        if let Some(found) = recordings_in(&ingress, name).pop() {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no recording of {name} in {}; log:\n{}", ingress.display(), server.log_text());
+}
+
+fn metrics(server: &Spherecast) -> String {
+    get(&server.http_url("/metrics")).text()
+}
+
+#[test]
+fn an_obs_style_client_publishes_with_a_chunk_size_change_and_is_served_then_ended() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tags = sample_tags(tmp.path(), 4.0);
+    let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
+
+    let mut publisher = RawPublisher::connect(server.rtmp, "live").unwrap();
+    publisher.set_chunk_size(4000).unwrap();
+    let reply = publisher.obs_publish("obs").unwrap();
+    assert!(matches!(&reply, Reply::Status { code, .. } if code == "NetStream.Publish.Start"), "{reply:?}");
+    send_tags(&mut publisher, &tags, 0);
+
+    let master = wait_until(&server.http_url("/hls/obs.m3u8"), Duration::from_secs(15), |r| r.status == 200);
+    assert!(master.text().contains("RESOLUTION=320x240"), "{}", master.text());
+    let streams = get(&server.http_url("/api/streams")).text();
+    assert!(streams.contains("\"name\":\"obs\"") && streams.contains("\"publishing\":true"), "{streams}");
+
+    publisher.unpublish("obs").unwrap();
+    let playlist = wait_for_playlist(&server, "obs", "#EXT-X-ENDLIST");
+    assert!(playlist.contains(".ts"), "{playlist}");
+    let recording = wait_for_recording(&server, "obs");
+    let probe = clip::probe(recording.to_str().unwrap()).unwrap();
+    assert_eq!(clip::codec_names(&probe), vec!["h264", "aac"]);
+}
+
+#[test]
+fn gstreamer_rtmp2sink_publishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
+    let location = format!("location={}", server.rtmp_url("gst"));
+    let pipeline = [
+        "-e", "videotestsrc", "num-buffers=120", "!", "video/x-raw,width=320,height=240,framerate=30/1", "!",
+        "x264enc", "key-int-max=30", "tune=zerolatency", "speed-preset=ultrafast", "!", "h264parse", "!",
+        "flvmux", "name=mux", "streamable=true", "!", "rtmp2sink", &location, "audiotestsrc", "num-buffers=180",
+        "!", "audio/x-raw,rate=48000,channels=2", "!", "avenc_aac", "!", "aacparse", "!", "mux.",
+    ];
+    let status = std::process::Command::new("gst-launch-1.0").args(pipeline).stdout(std::process::Stdio::null()).status();
+    assert!(status.expect("gst-launch-1.0 is installed by scripts/setup.sh").success());
+    let playlist = wait_for_playlist(&server, "gst", "#EXT-X-ENDLIST");
+    assert!(playlist.contains("0.ts"), "{playlist}");
+    let master = get(&server.http_url("/hls/gst.m3u8")).text();
+    assert!(master.contains("avc1.") && master.contains("mp4a.40.2"), "{master}");
+}
+
+#[test]
+fn garbage_and_cut_handshakes_are_dropped_without_disturbing_a_live_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tags = sample_tags(tmp.path(), 4.0);
+    let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
+    let mut live = publish_ok(&server, "steady");
+    send_tags(&mut live, &tags[..tags.len() / 2], 0);
+
+    // Garbage instead of a handshake.
+    let mut garbage = TcpStream::connect(server.rtmp).unwrap();
+    let _ = garbage.write_all(&[0x42; 4096]);
+    // A handshake cut midway: C0 and half of C1, then gone.
+    let mut cut = TcpStream::connect(server.rtmp).unwrap();
+    cut.write_all(&[3]).unwrap();
+    cut.write_all(&[0u8; 700]).unwrap();
+    drop(cut);
+    // Garbage after a valid handshake and connect: a chunk stream the session cannot parse.
+    let mut broken = RawPublisher::connect(server.rtmp, "live").unwrap();
+    broken.send_raw(&[0xff; 2048]).unwrap();
+    assert!(broken.is_closed_by_server(Duration::from_secs(5)), "garbage chunks did not close the connection");
+
+    send_tags(&mut live, &tags[tags.len() / 2..], 0);
+    live.unpublish("steady").unwrap();
+    let playlist = wait_for_playlist(&server, "steady", "#EXT-X-ENDLIST");
+    assert!(!playlist.contains("#EXT-X-DISCONTINUITY"), "the live stream was disturbed:\n{playlist}");
+    assert_eq!(get(&server.http_url("/healthz")).status, 200);
+}
+
+#[test]
+fn a_client_that_stops_reading_is_disconnected_and_others_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("origin.toml");
+    std::fs::write(&config, "[origin]\nidle_timeout = 2\n").unwrap();
+    let server = Spherecast::up(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]).unwrap();
+
+    // Ping requests make the server answer; never reading fills the socket buffers until the
+    // server's write deadline drops us.
+    let publisher = RawPublisher::connect(server.rtmp, "live").unwrap();
+    let mut socket = publisher.into_socket();
+    socket.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+    let ping = [0x02, 0, 0, 0, 0, 0, 6, 0x04, 0, 0, 0, 0, 0, 6, 0, 0, 0, 1];
+    let mut burst = Vec::new();
+    for _ in 0..4096 {
+        burst.extend_from_slice(&ping);
+    }
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(30) {
+        if socket.write_all(&burst).is_err() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the server kept a client that never reads");
+    let tags = sample_tags(tmp.path(), 2.0);
+    let mut other = publish_ok(&server, "other");
+    send_tags(&mut other, &tags, 0);
+    other.unpublish("other").unwrap();
+    wait_for_playlist(&server, "other", "#EXT-X-ENDLIST");
+}
+
+#[test]
+fn a_bad_key_is_refused_and_a_good_key_publishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("origin.toml");
+    std::fs::write(&config, "[origin.publish]\nkeys = [\"s3cret\"]\n").unwrap();
+    let server = Spherecast::up(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]).unwrap();
+
+    for name in ["cam?key=wrong", "cam", "cam?key="] {
+        let mut publisher = RawPublisher::connect(server.rtmp, "live").unwrap();
+        let reply = publisher.obs_publish(name).unwrap();
+        assert!(refused(&reply), "{name} was allowed: {reply:?}");
+    }
+    assert_eq!(get(&server.http_url("/api/streams/cam")).status, 404);
+    assert_eq!(metric(&metrics(&server), "spherecast_origin_publishes_rejected_total"), Some(3.0));
+    let _ok = publish_ok(&server, "cam?key=s3cret");
+    assert_eq!(get(&server.http_url("/api/streams/cam")).status, 200);
+}
+
+#[test]
+fn stream_names_that_could_escape_their_folder_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
+    for name in ["../escape", "a/b", "..", "x\\y", "name with space"] {
+        let mut publisher = RawPublisher::connect(server.rtmp, "live").unwrap();
+        let reply = publisher.obs_publish(name).unwrap();
+        assert!(refused(&reply), "{name:?} was allowed: {reply:?}");
+    }
+    assert_eq!(get(&server.http_url("/api/streams")).text(), "[]");
+    assert!(!server.data.join("escape").exists() && !tmp.path().join("escape").exists());
+}
+
+#[test]
+fn a_second_publisher_on_a_live_name_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
+    let _first = publish_ok(&server, "dup");
+    let mut second = RawPublisher::connect(server.rtmp, "live").unwrap();
+    let reply = second.obs_publish("dup").unwrap();
+    assert!(refused(&reply), "{reply:?}");
+    assert!(server.log_text().contains("already live"), "{}", server.log_text());
+}
+
+#[test]
+fn hevc_is_rejected_with_a_log_line_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
+    // Legacy FLV codec id 12 (HEVC), keyframe, sequence header.
+    let mut legacy = publish_ok(&server, "hevc1");
+    legacy.send_video(0, &[0x1c, 0x00, 0, 0, 0, 1, 2, 3]).unwrap();
+    assert!(legacy.is_closed_by_server(Duration::from_secs(5)));
+    // Enhanced RTMP: ExVideoTagHeader with FourCC hvc1.
+    let mut enhanced = publish_ok(&server, "hevc2");
+    enhanced.send_video(0, &[0x90, b'h', b'v', b'c', b'1', 1, 2, 3]).unwrap();
+    assert!(enhanced.is_closed_by_server(Duration::from_secs(5)));
+
+    let log = server.log_text();
+    assert!(log.matches("HEVC").count() >= 2, "{log}");
+    assert_eq!(get(&server.http_url("/api/streams")).text(), "[]");
+}
+
+#[test]
+fn timestamps_that_jump_backwards_give_a_discontinuity_and_the_stream_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tags = sample_tags(tmp.path(), 4.0);
+    let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
+    let mut publisher = publish_ok(&server, "jumpy");
+    send_tags(&mut publisher, &tags, 60_000);
+    // The encoder restarts its clock: timestamps go back by a minute.
+    send_tags(&mut publisher, &tags, 0);
+    publisher.unpublish("jumpy").unwrap();
+    let playlist = wait_for_playlist(&server, "jumpy", "#EXT-X-ENDLIST");
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
+    let segments = playlist.lines().filter(|l| l.ends_with(".ts")).count();
+    assert!(segments >= 4, "segments after the jump are missing:\n{playlist}");
+}
+
+#[test]
+fn a_publisher_that_disconnects_mid_tag_still_ends_its_stream_and_its_recording_uploads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tags = sample_tags(tmp.path(), 3.0);
+    let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
+    let mut publisher = publish_ok(&server, "cut");
+    send_tags(&mut publisher, &tags, 0);
+    let big = vec![0x27u8; 20_000];
+    let chunks = publisher.video_chunks(3_100, &big).unwrap();
+    publisher.send_raw(&chunks[..chunks.len() / 2]).unwrap();
+    drop(publisher);
+
+    wait_for_playlist(&server, "cut", "#EXT-X-ENDLIST");
+    let recording = wait_for_recording(&server, "cut");
+    let probe = clip::probe(recording.to_str().unwrap()).unwrap();
+    assert_eq!(probe["stderr"], "", "recording is damaged");
+    let duration = clip::duration_secs(&probe).unwrap();
+    assert!((duration - 3.0).abs() < 0.5, "recording lasts {duration} s");
+}
+
+#[test]
+fn an_idle_publisher_is_disconnected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("origin.toml");
+    std::fs::write(&config, "[origin]\nidle_timeout = 1\n").unwrap();
+    let server = Spherecast::up(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]).unwrap();
+    let mut publisher = publish_ok(&server, "sleepy");
+    assert!(publisher.is_closed_by_server(Duration::from_secs(5)), "idle publisher kept");
+    assert!(server.log_text().contains("idle"), "{}", server.log_text());
+}
+
+#[test]
+fn the_operator_can_drop_a_stream_only_with_the_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Spherecast::up(&tmp.path().join("data"), &["--api-token", "t0ken"]).unwrap();
+    let mut publisher = publish_ok(&server, "victim");
+    let url = server.http_url("/api/streams/victim");
+    assert_eq!(testkit::http::request(reqwest::Method::DELETE, &url, None).status, 401);
+    assert_eq!(testkit::http::request(reqwest::Method::DELETE, &url, Some("wrong")).status, 401);
+    assert!(!publisher.is_closed_by_server(Duration::from_millis(500)));
+    assert_eq!(testkit::http::request(reqwest::Method::DELETE, &url, Some("t0ken")).status, 204);
+    assert!(publisher.is_closed_by_server(Duration::from_secs(5)));
+}
