@@ -13,10 +13,19 @@ use tracing::info;
 use crate::settings::Settings;
 
 #[derive(Debug, Parser)]
-#[command(name = "spherecast", version, about = "Live RTMP origin and VOD transcoding for flat and 360 video")]
+#[command(
+    name = "spherecast",
+    version,
+    about = "Live RTMP origin and VOD transcoding for flat and 360 video"
+)]
 pub struct Cli {
     /// Log format.
-    #[arg(long, global = true, env = "SPHERECAST_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "SPHERECAST_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -77,7 +86,9 @@ pub struct OriginArgs {
 pub fn init_logging(format: &LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -138,29 +149,49 @@ async fn ingress(settings: &Settings) -> anyhow::Result<origin::Ingress> {
     let data = &settings.origin.data_dir;
     let needs_aws = settings.ingress.bucket.is_some() || settings.queue.url.is_some();
     let aws = if needs_aws {
-        Some(cloud::aws::sdk_config(settings.aws.endpoint_url.as_deref(), settings.aws.region.as_deref()).await)
+        Some(
+            cloud::aws::sdk_config(
+                settings.aws.endpoint_url.as_deref(),
+                settings.aws.region.as_deref(),
+            )
+            .await,
+        )
     } else {
         None
     };
     let store: Arc<dyn cloud::ObjectStore> = match (&settings.ingress.bucket, &aws) {
-        (Some(bucket), Some(aws)) => Arc::new(cloud::S3Store::new(cloud::aws::s3_client(aws, false), bucket.clone())),
+        (Some(bucket), Some(aws)) => Arc::new(cloud::S3Store::new(
+            cloud::aws::s3_client(aws, false),
+            bucket.clone(),
+        )),
         _ => {
-            let dir = settings.ingress.dir.clone().unwrap_or_else(|| data.join("ingress"));
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create ingress folder {}", dir.display()))?;
+            let dir = settings
+                .ingress
+                .dir
+                .clone()
+                .unwrap_or_else(|| data.join("ingress"));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create ingress folder {}", dir.display()))?;
             Arc::new(cloud::LocalStore::new(dir, "ingress".to_string()))
         }
     };
-    let queue: Option<Arc<dyn cloud::Queue>> = match (&settings.ingress.bucket, &settings.queue.url, &aws) {
-        // S3 raises the event itself.
-        (Some(_), _, _) => None,
-        (None, Some(url), Some(aws)) => Some(Arc::new(cloud::SqsQueue::new(cloud::aws::sqs_client(aws), url.clone()))),
-        _ => {
-            let dir = data.join("queue");
-            let queue = cloud::EmbeddedQueue::open(&dir, settings.queue_settings())
-                .with_context(|| format!("cannot open the embedded queue in {}", dir.display()))?;
-            Some(Arc::new(queue))
-        }
-    };
+    let queue: Option<Arc<dyn cloud::Queue>> =
+        match (&settings.ingress.bucket, &settings.queue.url, &aws) {
+            // S3 raises the event itself.
+            (Some(_), _, _) => None,
+            (None, Some(url), Some(aws)) => Some(Arc::new(cloud::SqsQueue::new(
+                cloud::aws::sqs_client(aws),
+                url.clone(),
+            ))),
+            _ => {
+                let dir = data.join("queue");
+                let queue = cloud::EmbeddedQueue::open(&dir, settings.queue_settings())
+                    .with_context(|| {
+                        format!("cannot open the embedded queue in {}", dir.display())
+                    })?;
+                Some(Arc::new(queue))
+            }
+        };
     Ok(origin::Ingress { store, queue })
 }
 
@@ -174,7 +205,9 @@ async fn watch_signals(shutdown: CancellationToken) {
             _ = term.recv() => {}
         }
         if round == 0 {
-            info!("Shutting down: finishing recordings and uploads in progress. Signal again to exit at once.");
+            info!(
+                "Shutting down: finishing recordings and uploads in progress. Signal again to exit at once."
+            );
             shutdown.cancel();
         } else {
             std::process::exit(130);

@@ -41,7 +41,11 @@ pub struct QueueSettings {
 
 impl Default for QueueSettings {
     fn default() -> Self {
-        Self { url: None, visibility_timeout_secs: 120, max_receive_count: 5 }
+        Self {
+            url: None,
+            visibility_timeout_secs: 120,
+            max_receive_count: 5,
+        }
     }
 }
 
@@ -56,8 +60,11 @@ pub struct AwsSettings {
 impl Settings {
     /// Reads a config file; a missing `path` gives the defaults.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
-        let Some(path) = path else { return Ok(Settings::default()) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let Some(path) = path else {
+            return Ok(Settings::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
@@ -87,7 +94,8 @@ mod tests {
 
     #[test]
     fn nested_origin_sections_parse() {
-        let s: Settings = toml::from_str("[origin.hls]\nwindow = 4\n[origin.publish]\nkeys = [\"k\"]\n").unwrap();
+        let s: Settings =
+            toml::from_str("[origin.hls]\nwindow = 4\n[origin.publish]\nkeys = [\"k\"]\n").unwrap();
         assert_eq!(s.origin.hls.window, 4);
         assert_eq!(s.origin.publish.keys, vec!["k".to_string()]);
     }

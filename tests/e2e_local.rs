@@ -12,7 +12,9 @@ use testkit::up::Spherecast;
 const PUSH_SECS: f64 = 6.0;
 
 async fn get(url: &str) -> reqwest::Response {
-    reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 
 /// Polls until `url` answers 200, or panics after `limit`.
@@ -23,18 +25,30 @@ async fn wait_for_200(url: &str, limit: Duration) -> reqwest::Response {
         if response.status() == 200 {
             return response;
         }
-        assert!(Instant::now() < deadline, "{url} still answers {} after {limit:?}", response.status());
+        assert!(
+            Instant::now() < deadline,
+            "{url} still answers {} after {limit:?}",
+            response.status()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
-    response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// Segment URIs of a media playlist, in order.
 fn segment_uris(playlist: &str) -> Vec<String> {
-    playlist.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(String::from).collect()
+    playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// First and last video DTS (seconds) of a probed segment, and whether it starts on a keyframe.
@@ -50,7 +64,12 @@ fn video_span(probe: &Value) -> (f64, f64, bool) {
         .iter()
         .filter(|p| p["stream_index"].as_i64() == Some(video_index))
         .collect();
-    let dts = |p: &Value| p["dts_time"].as_str().and_then(|s| s.parse::<f64>().ok()).expect("dts_time");
+    let dts = |p: &Value| {
+        p["dts_time"]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .expect("dts_time")
+    };
     let first = packets.first().expect("segment has video packets");
     let keyframe = first["flags"].as_str().unwrap_or("").contains('K');
     (dts(first), dts(packets.last().unwrap()), keyframe)
@@ -61,7 +80,9 @@ fn find_recordings(dir: &Path, stream: &str) -> Vec<std::path::PathBuf> {
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
     found.retain(|p: &std::path::PathBuf| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{stream}-")) && n.ends_with(".flv"))
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&format!("{stream}-")) && n.ends_with(".flv"))
     });
     found
 }
@@ -72,22 +93,38 @@ async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
     let data = tmp.path().join("data");
     let mut server = Spherecast::up(&data, &[]).expect("spherecast up starts");
 
-    let mut push = clip::push_test_pattern(&server.rtmp_url("e2e"), 1280, 720, 30, PUSH_SECS, 60).unwrap();
+    let mut push =
+        clip::push_test_pattern(&server.rtmp_url("e2e"), 1280, 720, 30, PUSH_SECS, 60).unwrap();
 
     // Master playlist: codecs and resolution from the SPS and AudioSpecificConfig.
     let master = wait_for_200(&server.http_url("/hls/e2e.m3u8"), Duration::from_secs(20)).await;
-    assert_eq!(header(&master, "content-type"), "application/vnd.apple.mpegurl");
+    assert_eq!(
+        header(&master, "content-type"),
+        "application/vnd.apple.mpegurl"
+    );
     assert_eq!(header(&master, "access-control-allow-origin"), "*");
-    let max_age: u64 = header(&master, "cache-control").trim_start_matches("max-age=").parse().unwrap_or(0);
-    assert!(max_age <= 1, "playlist max-age {max_age} exceeds half the 2 s target");
+    let max_age: u64 = header(&master, "cache-control")
+        .trim_start_matches("max-age=")
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        max_age <= 1,
+        "playlist max-age {max_age} exceeds half the 2 s target"
+    );
     let master = master.text().await.unwrap();
     assert!(master.contains("RESOLUTION=1280x720"), "{master}");
-    assert!(master.contains("CODECS=\"avc1.") && master.contains("mp4a.40.2"), "{master}");
+    assert!(
+        master.contains("CODECS=\"avc1.") && master.contains("mp4a.40.2"),
+        "{master}"
+    );
     assert!(master.contains("BANDWIDTH="), "{master}");
     assert!(master.contains("e2e_src/index.m3u8"), "{master}");
 
     // Let the push finish; the playlist then ends with EXT-X-ENDLIST.
-    let status = tokio::task::spawn_blocking(move || push.wait()).await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || push.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "ffmpeg push failed: {status}");
     let playlist_url = server.http_url("/hls/e2e_src/index.m3u8");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -96,11 +133,17 @@ async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
         if text.contains("#EXT-X-ENDLIST") {
             break text;
         }
-        assert!(Instant::now() < deadline, "no EXT-X-ENDLIST after the publisher stopped:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "no EXT-X-ENDLIST after the publisher stopped:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let uris = segment_uris(&playlist);
-    assert!(uris.len() >= 2, "expected several 2 s segments:\n{playlist}");
+    assert!(
+        uris.len() >= 2,
+        "expected several 2 s segments:\n{playlist}"
+    );
 
     // Every segment: H.264 + AAC, a keyframe first, DTS continuing from the previous one.
     let mut previous_last: Option<f64> = None;
@@ -115,12 +158,18 @@ async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
         let probe = clip::probe_packets(path.to_str().unwrap()).unwrap();
         assert_eq!(probe["stderr"], "", "ffprobe complained about {uri}");
         let codecs = clip::codec_names(&probe);
-        assert!(codecs.contains(&"h264".to_string()) && codecs.contains(&"aac".to_string()), "{uri}: {codecs:?}");
+        assert!(
+            codecs.contains(&"h264".to_string()) && codecs.contains(&"aac".to_string()),
+            "{uri}: {codecs:?}"
+        );
         let (first, last, keyframe) = video_span(&probe);
         assert!(keyframe, "{uri} does not start with a keyframe");
         if let Some(prev) = previous_last {
             let gap = first - prev;
-            assert!(gap > 0.0 && gap < 0.1, "{uri}: DTS gap {gap:.3} s from the previous segment");
+            assert!(
+                gap > 0.0 && gap < 0.1,
+                "{uri}: DTS gap {gap:.3} s from the previous segment"
+            );
         }
         previous_last = Some(last);
     }
@@ -132,28 +181,45 @@ async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
         if let Some(found) = find_recordings(&ingress, "e2e").pop() {
             break found;
         }
-        assert!(Instant::now() < deadline, "no recording in {} ; log:\n{}", ingress.display(), server.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no recording in {} ; log:\n{}",
+            ingress.display(),
+            server.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let probe = clip::probe(recording.to_str().unwrap()).unwrap();
     let duration = clip::duration_secs(&probe).expect("recording has a duration");
-    assert!((duration - PUSH_SECS).abs() <= 0.5, "recording lasts {duration} s, pushed {PUSH_SECS} s");
+    assert!(
+        (duration - PUSH_SECS).abs() <= 0.5,
+        "recording lasts {duration} s, pushed {PUSH_SECS} s"
+    );
 
     let exit = server.stop(Duration::from_secs(15)).unwrap();
     assert!(exit.success(), "spherecast exited with {exit}");
 
     let queue = cloud::EmbeddedQueue::open(
-        &data.join("queue"),
-        cloud::QueueSettings { visibility_timeout: Duration::from_secs(30), max_receive_count: 5 },
+        data.join("queue"),
+        cloud::QueueSettings {
+            visibility_timeout: Duration::from_secs(30),
+            max_receive_count: 5,
+        },
     )
     .unwrap();
-    let messages = cloud::Queue::receive(&queue, 10, Duration::from_secs(1)).await.unwrap();
+    let messages = cloud::Queue::receive(&queue, 10, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(messages.len(), 1, "{messages:?}");
-    let cloud::S3Event::Records(records) = cloud::S3Event::decode(&messages[0].body).unwrap() else {
+    let cloud::S3Event::Records(records) = cloud::S3Event::decode(&messages[0].body).unwrap()
+    else {
         panic!("not a records event: {}", messages[0].body)
     };
     let file_name = recording.file_name().unwrap().to_str().unwrap();
     assert_eq!(records[0].key, file_name);
     assert_eq!(records[0].event_name, "ObjectCreated:Put");
-    assert_eq!(records[0].size, std::fs::metadata(&recording).unwrap().len());
+    assert_eq!(
+        records[0].size,
+        std::fs::metadata(&recording).unwrap().len()
+    );
 }

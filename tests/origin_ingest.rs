@@ -59,9 +59,11 @@ fn refused(reply: &Reply) -> bool {
 }
 
 fn wait_for_playlist(server: &Spherecast, name: &str, want: &str) -> String {
-    wait_until(&server.http_url(&format!("/hls/{name}_src/index.m3u8")), Duration::from_secs(15), |r| {
-        r.status == 200 && r.text().contains(want)
-    })
+    wait_until(
+        &server.http_url(&format!("/hls/{name}_src/index.m3u8")),
+        Duration::from_secs(15),
+        |r| r.status == 200 && r.text().contains(want),
+    )
     .text()
 }
 
@@ -70,7 +72,9 @@ fn recordings_in(dir: &Path, name: &str) -> Vec<PathBuf> {
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
     found.retain(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{name}-")) && n.ends_with(".flv"))
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&format!("{name}-")) && n.ends_with(".flv"))
     });
     found.sort();
     found
@@ -84,7 +88,11 @@ fn wait_for_recording(server: &Spherecast, name: &str) -> PathBuf {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("no recording of {name} in {}; log:\n{}", ingress.display(), server.log_text());
+    panic!(
+        "no recording of {name} in {}; log:\n{}",
+        ingress.display(),
+        server.log_text()
+    );
 }
 
 fn metrics(server: &Spherecast) -> String {
@@ -100,13 +108,27 @@ fn an_obs_style_client_publishes_with_a_chunk_size_change_and_is_served_then_end
     let mut publisher = RawPublisher::connect(server.rtmp, "live").unwrap();
     publisher.set_chunk_size(4000).unwrap();
     let reply = publisher.obs_publish("obs").unwrap();
-    assert!(matches!(&reply, Reply::Status { code, .. } if code == "NetStream.Publish.Start"), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Status { code, .. } if code == "NetStream.Publish.Start"),
+        "{reply:?}"
+    );
     send_tags(&mut publisher, &tags, 0);
 
-    let master = wait_until(&server.http_url("/hls/obs.m3u8"), Duration::from_secs(15), |r| r.status == 200);
-    assert!(master.text().contains("RESOLUTION=320x240"), "{}", master.text());
+    let master = wait_until(
+        &server.http_url("/hls/obs.m3u8"),
+        Duration::from_secs(15),
+        |r| r.status == 200,
+    );
+    assert!(
+        master.text().contains("RESOLUTION=320x240"),
+        "{}",
+        master.text()
+    );
     let streams = get(&server.http_url("/api/streams")).text();
-    assert!(streams.contains("\"name\":\"obs\"") && streams.contains("\"publishing\":true"), "{streams}");
+    assert!(
+        streams.contains("\"name\":\"obs\"") && streams.contains("\"publishing\":true"),
+        "{streams}"
+    );
 
     publisher.unpublish("obs").unwrap();
     let playlist = wait_for_playlist(&server, "obs", "#EXT-X-ENDLIST");
@@ -122,17 +144,52 @@ fn gstreamer_rtmp2sink_publishes() {
     let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
     let location = format!("location={}", server.rtmp_url("gst"));
     let pipeline = [
-        "-e", "videotestsrc", "num-buffers=120", "!", "video/x-raw,width=320,height=240,framerate=30/1", "!",
-        "x264enc", "key-int-max=30", "tune=zerolatency", "speed-preset=ultrafast", "!", "h264parse", "!",
-        "flvmux", "name=mux", "streamable=true", "!", "rtmp2sink", &location, "audiotestsrc", "num-buffers=180",
-        "!", "audio/x-raw,rate=48000,channels=2", "!", "avenc_aac", "!", "aacparse", "!", "mux.",
+        "-e",
+        "videotestsrc",
+        "num-buffers=120",
+        "!",
+        "video/x-raw,width=320,height=240,framerate=30/1",
+        "!",
+        "x264enc",
+        "key-int-max=30",
+        "tune=zerolatency",
+        "speed-preset=ultrafast",
+        "!",
+        "h264parse",
+        "!",
+        "flvmux",
+        "name=mux",
+        "streamable=true",
+        "!",
+        "rtmp2sink",
+        &location,
+        "audiotestsrc",
+        "num-buffers=180",
+        "!",
+        "audio/x-raw,rate=48000,channels=2",
+        "!",
+        "avenc_aac",
+        "!",
+        "aacparse",
+        "!",
+        "mux.",
     ];
-    let status = std::process::Command::new("gst-launch-1.0").args(pipeline).stdout(std::process::Stdio::null()).status();
-    assert!(status.expect("gst-launch-1.0 is installed by scripts/setup.sh").success());
+    let status = std::process::Command::new("gst-launch-1.0")
+        .args(pipeline)
+        .stdout(std::process::Stdio::null())
+        .status();
+    assert!(
+        status
+            .expect("gst-launch-1.0 is installed by scripts/setup.sh")
+            .success()
+    );
     let playlist = wait_for_playlist(&server, "gst", "#EXT-X-ENDLIST");
     assert!(playlist.contains("0.ts"), "{playlist}");
     let master = get(&server.http_url("/hls/gst.m3u8")).text();
-    assert!(master.contains("avc1.") && master.contains("mp4a.40.2"), "{master}");
+    assert!(
+        master.contains("avc1.") && master.contains("mp4a.40.2"),
+        "{master}"
+    );
 }
 
 #[test]
@@ -154,12 +211,18 @@ fn garbage_and_cut_handshakes_are_dropped_without_disturbing_a_live_stream() {
     // Garbage after a valid handshake and connect: a chunk stream the session cannot parse.
     let mut broken = RawPublisher::connect(server.rtmp, "live").unwrap();
     broken.send_raw(&[0xff; 2048]).unwrap();
-    assert!(broken.is_closed_by_server(Duration::from_secs(5)), "garbage chunks did not close the connection");
+    assert!(
+        broken.is_closed_by_server(Duration::from_secs(5)),
+        "garbage chunks did not close the connection"
+    );
 
     send_tags(&mut live, &tags[tags.len() / 2..], 0);
     live.unpublish("steady").unwrap();
     let playlist = wait_for_playlist(&server, "steady", "#EXT-X-ENDLIST");
-    assert!(!playlist.contains("#EXT-X-DISCONTINUITY"), "the live stream was disturbed:\n{playlist}");
+    assert!(
+        !playlist.contains("#EXT-X-DISCONTINUITY"),
+        "the live stream was disturbed:\n{playlist}"
+    );
     assert_eq!(get(&server.http_url("/healthz")).status, 200);
 }
 
@@ -168,13 +231,19 @@ fn a_client_that_stops_reading_is_disconnected_and_others_go_on() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("origin.toml");
     std::fs::write(&config, "[origin]\nidle_timeout = 2\n").unwrap();
-    let server = Spherecast::up(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]).unwrap();
+    let server = Spherecast::up(
+        &tmp.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
 
     // Ping requests make the server answer; never reading fills the socket buffers until the
     // server's write deadline drops us.
     let publisher = RawPublisher::connect(server.rtmp, "live").unwrap();
     let mut socket = publisher.into_socket();
-    socket.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+    socket
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
     let ping = [0x02, 0, 0, 0, 0, 0, 6, 0x04, 0, 0, 0, 0, 0, 6, 0, 0, 0, 1];
     let mut burst = Vec::new();
     for _ in 0..4096 {
@@ -201,7 +270,11 @@ fn a_bad_key_is_refused_and_a_good_key_publishes() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("origin.toml");
     std::fs::write(&config, "[origin.publish]\nkeys = [\"s3cret\"]\n").unwrap();
-    let server = Spherecast::up(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]).unwrap();
+    let server = Spherecast::up(
+        &tmp.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
 
     for name in ["cam?key=wrong", "cam", "cam?key="] {
         let mut publisher = RawPublisher::connect(server.rtmp, "live").unwrap();
@@ -209,7 +282,13 @@ fn a_bad_key_is_refused_and_a_good_key_publishes() {
         assert!(refused(&reply), "{name} was allowed: {reply:?}");
     }
     assert_eq!(get(&server.http_url("/api/streams/cam")).status, 404);
-    assert_eq!(metric(&metrics(&server), "spherecast_origin_publishes_rejected_total"), Some(3.0));
+    assert_eq!(
+        metric(
+            &metrics(&server),
+            "spherecast_origin_publishes_rejected_total"
+        ),
+        Some(3.0)
+    );
     let _ok = publish_ok(&server, "cam?key=s3cret");
     assert_eq!(get(&server.http_url("/api/streams/cam")).status, 200);
 }
@@ -235,7 +314,11 @@ fn a_second_publisher_on_a_live_name_is_refused() {
     let mut second = RawPublisher::connect(server.rtmp, "live").unwrap();
     let reply = second.obs_publish("dup").unwrap();
     assert!(refused(&reply), "{reply:?}");
-    assert!(server.log_text().contains("already live"), "{}", server.log_text());
+    assert!(
+        server.log_text().contains("already live"),
+        "{}",
+        server.log_text()
+    );
 }
 
 #[test]
@@ -244,11 +327,15 @@ fn hevc_is_rejected_with_a_log_line_naming_it() {
     let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
     // Legacy FLV codec id 12 (HEVC), keyframe, sequence header.
     let mut legacy = publish_ok(&server, "hevc1");
-    legacy.send_video(0, &[0x1c, 0x00, 0, 0, 0, 1, 2, 3]).unwrap();
+    legacy
+        .send_video(0, &[0x1c, 0x00, 0, 0, 0, 1, 2, 3])
+        .unwrap();
     assert!(legacy.is_closed_by_server(Duration::from_secs(5)));
     // Enhanced RTMP: ExVideoTagHeader with FourCC hvc1.
     let mut enhanced = publish_ok(&server, "hevc2");
-    enhanced.send_video(0, &[0x90, b'h', b'v', b'c', b'1', 1, 2, 3]).unwrap();
+    enhanced
+        .send_video(0, &[0x90, b'h', b'v', b'c', b'1', 1, 2, 3])
+        .unwrap();
     assert!(enhanced.is_closed_by_server(Duration::from_secs(5)));
 
     let log = server.log_text();
@@ -269,7 +356,10 @@ fn timestamps_that_jump_backwards_give_a_discontinuity_and_the_stream_goes_on() 
     let playlist = wait_for_playlist(&server, "jumpy", "#EXT-X-ENDLIST");
     assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
     let segments = playlist.lines().filter(|l| l.ends_with(".ts")).count();
-    assert!(segments >= 4, "segments after the jump are missing:\n{playlist}");
+    assert!(
+        segments >= 4,
+        "segments after the jump are missing:\n{playlist}"
+    );
 }
 
 #[test]
@@ -297,9 +387,16 @@ fn an_idle_publisher_is_disconnected() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("origin.toml");
     std::fs::write(&config, "[origin]\nidle_timeout = 1\n").unwrap();
-    let server = Spherecast::up(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]).unwrap();
+    let server = Spherecast::up(
+        &tmp.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
     let mut publisher = publish_ok(&server, "sleepy");
-    assert!(publisher.is_closed_by_server(Duration::from_secs(5)), "idle publisher kept");
+    assert!(
+        publisher.is_closed_by_server(Duration::from_secs(5)),
+        "idle publisher kept"
+    );
     assert!(server.log_text().contains("idle"), "{}", server.log_text());
 }
 
@@ -309,9 +406,18 @@ fn the_operator_can_drop_a_stream_only_with_the_token() {
     let server = Spherecast::up(&tmp.path().join("data"), &["--api-token", "t0ken"]).unwrap();
     let mut publisher = publish_ok(&server, "victim");
     let url = server.http_url("/api/streams/victim");
-    assert_eq!(testkit::http::request(reqwest::Method::DELETE, &url, None).status, 401);
-    assert_eq!(testkit::http::request(reqwest::Method::DELETE, &url, Some("wrong")).status, 401);
+    assert_eq!(
+        testkit::http::request(reqwest::Method::DELETE, &url, None).status,
+        401
+    );
+    assert_eq!(
+        testkit::http::request(reqwest::Method::DELETE, &url, Some("wrong")).status,
+        401
+    );
     assert!(!publisher.is_closed_by_server(Duration::from_millis(500)));
-    assert_eq!(testkit::http::request(reqwest::Method::DELETE, &url, Some("t0ken")).status, 204);
+    assert_eq!(
+        testkit::http::request(reqwest::Method::DELETE, &url, Some("t0ken")).status,
+        204
+    );
     assert!(publisher.is_closed_by_server(Duration::from_secs(5)));
 }

@@ -46,17 +46,27 @@ fn url_decode_form(query: &str) -> Vec<(String, String)> {
 
 fn percent_decode(s: &str) -> String {
     let spaced = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Stream names are limited to a charset that cannot form a path: ASCII letters, digits,
 /// `_` and `-`, 1 to 64 characters. The name becomes a file name and a URL path segment.
 pub fn validate_stream_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
-        return Err(format!("stream name must be 1 to 64 characters, got {}", name.len()));
+        return Err(format!(
+            "stream name must be 1 to 64 characters, got {}",
+            name.len()
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
-        return Err(format!("stream name {name:?} contains {c:?}; allowed: A-Z a-z 0-9 _ -"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "stream name {name:?} contains {c:?}; allowed: A-Z a-z 0-9 _ -"
+        ));
     }
     Ok(())
 }
@@ -82,10 +92,18 @@ impl Authorizer {
         if !self.config.is_configured() {
             return Decision::Allow;
         }
-        let key = req.args.iter().find(|(k, _)| k == "key").map(|(_, v)| v.as_str());
+        let key = req
+            .args
+            .iter()
+            .find(|(k, _)| k == "key")
+            .map(|(_, v)| v.as_str());
         if let Some(key) = key {
             let global = self.config.keys.iter().any(|k| constant_time_eq(k, key));
-            let per_name = self.config.stream_keys.get(&req.name).is_some_and(|k| constant_time_eq(k, key));
+            let per_name = self
+                .config
+                .stream_keys
+                .get(&req.name)
+                .is_some_and(|k| constant_time_eq(k, key));
             if global || per_name {
                 return Decision::Allow;
             }
@@ -93,7 +111,9 @@ impl Authorizer {
         match &self.config.on_publish {
             Some(url) => self.callback(url, req).await,
             None if key.is_some() => Decision::Deny("stream key does not match".into()),
-            None => Decision::Deny("no stream key given (add ?key=SECRET to the stream name)".into()),
+            None => {
+                Decision::Deny("no stream key given (add ?key=SECRET to the stream name)".into())
+            }
         }
     }
 
@@ -107,20 +127,29 @@ impl Authorizer {
         form.extend(req.args.iter().cloned());
         let response = match self.http.post(url).form(&form).send().await {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => return Decision::Deny(format!("on_publish callback {url} timed out")),
+            Err(e) if e.is_timeout() => {
+                return Decision::Deny(format!("on_publish callback {url} timed out"));
+            }
             Err(e) => return Decision::Deny(format!("on_publish callback {url} failed: {e}")),
         };
         let status = response.status();
         if status.is_success() {
             Decision::Allow
         } else if status.is_redirection() {
-            let location = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok());
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
             match location {
                 Some(new_name) => match validate_stream_name(new_name) {
                     Ok(()) => Decision::AllowAs(new_name.to_string()),
-                    Err(e) => Decision::Deny(format!("on_publish redirect to an invalid name: {e}")),
+                    Err(e) => {
+                        Decision::Deny(format!("on_publish redirect to an invalid name: {e}"))
+                    }
                 },
-                None => Decision::Deny(format!("on_publish callback answered {status} without Location")),
+                None => Decision::Deny(format!(
+                    "on_publish callback answered {status} without Location"
+                )),
             }
         } else {
             Decision::Deny(format!("on_publish callback answered {status}"))
@@ -130,7 +159,11 @@ impl Authorizer {
 
 impl PublishConfig {
     fn on_publish_timeout_or_default(&self) -> std::time::Duration {
-        if self.on_publish_timeout.is_zero() { std::time::Duration::from_secs(3) } else { self.on_publish_timeout }
+        if self.on_publish_timeout.is_zero() {
+            std::time::Duration::from_secs(3)
+        } else {
+            self.on_publish_timeout
+        }
     }
 }
 
@@ -151,12 +184,24 @@ mod tests {
     fn the_query_is_split_from_the_stream_name_and_decoded() {
         let (name, args) = split_stream_key("cam1?key=s%3Dcret&x=a+b");
         assert_eq!(name, "cam1");
-        assert_eq!(args, vec![("key".into(), "s=cret".into()), ("x".into(), "a b".into())]);
+        assert_eq!(
+            args,
+            vec![("key".into(), "s=cret".into()), ("x".into(), "a b".into())]
+        );
     }
 
     #[test]
     fn names_that_could_form_a_path_are_refused() {
-        for bad in ["../etc", "a/b", "a\\b", "", ".hidden", "a b", "x.m3u8", &"a".repeat(65)] {
+        for bad in [
+            "../etc",
+            "a/b",
+            "a\\b",
+            "",
+            ".hidden",
+            "a b",
+            "x.m3u8",
+            &"a".repeat(65),
+        ] {
             assert!(validate_stream_name(bad).is_err(), "{bad:?} was accepted");
         }
         for good in ["cam1", "Stage_2", "talk-2026"] {
@@ -168,20 +213,40 @@ mod tests {
         PublishRequest {
             app: "live".into(),
             name: name.into(),
-            args: key.map(|k| vec![("key".to_string(), k.to_string())]).unwrap_or_default(),
+            args: key
+                .map(|k| vec![("key".to_string(), k.to_string())])
+                .unwrap_or_default(),
             addr: "127.0.0.1:5000".parse().unwrap(),
         }
     }
 
     #[tokio::test]
     async fn keys_allow_their_streams_and_nothing_else() {
-        let mut cfg = PublishConfig { keys: vec!["global".into()], ..Default::default() };
+        let mut cfg = PublishConfig {
+            keys: vec!["global".into()],
+            ..Default::default()
+        };
         cfg.stream_keys.insert("cam1".into(), "only-cam1".into());
         let auth = Authorizer::new(cfg);
-        assert_eq!(auth.authorize(&request("any", Some("global"))).await, Decision::Allow);
-        assert_eq!(auth.authorize(&request("cam1", Some("only-cam1"))).await, Decision::Allow);
-        assert!(matches!(auth.authorize(&request("cam2", Some("only-cam1"))).await, Decision::Deny(_)));
-        assert!(matches!(auth.authorize(&request("cam1", Some("wrong"))).await, Decision::Deny(_)));
-        assert!(matches!(auth.authorize(&request("cam1", None)).await, Decision::Deny(_)));
+        assert_eq!(
+            auth.authorize(&request("any", Some("global"))).await,
+            Decision::Allow
+        );
+        assert_eq!(
+            auth.authorize(&request("cam1", Some("only-cam1"))).await,
+            Decision::Allow
+        );
+        assert!(matches!(
+            auth.authorize(&request("cam2", Some("only-cam1"))).await,
+            Decision::Deny(_)
+        ));
+        assert!(matches!(
+            auth.authorize(&request("cam1", Some("wrong"))).await,
+            Decision::Deny(_)
+        ));
+        assert!(matches!(
+            auth.authorize(&request("cam1", None)).await,
+            Decision::Deny(_)
+        ));
     }
 }

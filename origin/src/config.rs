@@ -118,7 +118,10 @@ pub struct RecordConfig {
 
 impl Default for RecordConfig {
     fn default() -> Self {
-        Self { enabled: true, max_size_kib: 128_000 }
+        Self {
+            enabled: true,
+            max_size_kib: 128_000,
+        }
     }
 }
 
@@ -136,7 +139,11 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        Self { prefix: String::new(), min_backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(60) }
+        Self {
+            prefix: String::new(),
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+        }
     }
 }
 

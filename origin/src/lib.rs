@@ -57,7 +57,10 @@ pub struct Bound {
 
 /// Refuses an open publish point on a reachable address: only the operator may publish.
 pub fn check_publish_exposure(config: &OriginConfig) -> anyhow::Result<()> {
-    if !config.rtmp_listen.ip().is_loopback() && !config.publish.is_configured() && !config.allow_open_publish {
+    if !config.rtmp_listen.ip().is_loopback()
+        && !config.publish.is_configured()
+        && !config.allow_open_publish
+    {
         anyhow::bail!(
             "refusing to listen for RTMP on {} with no publish authorisation: configure [origin.publish] keys, \
              stream_keys or on_publish, or pass --allow-open-publish if this network is trusted",
@@ -78,10 +81,15 @@ pub async fn run(
     check_publish_exposure(&config)?;
     let recording_dir = config.data_dir.join("recordings");
     let spool_dir = config.data_dir.join("spool");
-    std::fs::create_dir_all(&recording_dir)
-        .with_context(|| format!("cannot create the recording folder {}", recording_dir.display()))?;
+    std::fs::create_dir_all(&recording_dir).with_context(|| {
+        format!(
+            "cannot create the recording folder {}",
+            recording_dir.display()
+        )
+    })?;
     let metrics = Metrics::default();
-    let spool = Spool::open(&spool_dir).with_context(|| format!("cannot open the upload spool {}", spool_dir.display()))?;
+    let spool = Spool::open(&spool_dir)
+        .with_context(|| format!("cannot open the upload spool {}", spool_dir.display()))?;
 
     // Recordings left behind by a crash are repaired and queued for upload before anything new.
     for recovered in record::recover(&recording_dir) {
@@ -97,10 +105,17 @@ pub async fn run(
     let http_listener = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
-    let bound = Bound { rtmp: rtmp_listener.local_addr()?, http: http_listener.local_addr()? };
+    let bound = Bound {
+        rtmp: rtmp_listener.local_addr()?,
+        http: http_listener.local_addr()?,
+    };
 
     let origin = Arc::new(Origin {
-        streams: Streams::new(config.hls.window, config.hls.target_duration, metrics.clone()),
+        streams: Streams::new(
+            config.hls.window,
+            config.hls.target_duration,
+            metrics.clone(),
+        ),
         authorizer: Authorizer::new(config.publish.clone()),
         metrics: metrics.clone(),
         spool: spool.clone(),
@@ -124,7 +139,9 @@ pub async fn run(
     let http_stop = shutdown.clone();
     let router = http::router(origin.clone());
     let http = tokio::spawn(async move {
-        axum::serve(http_listener, router).with_graceful_shutdown(async move { http_stop.cancelled().await }).await
+        axum::serve(http_listener, router)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
     });
     info!(rtmp = %bound.rtmp, http = %bound.http, "Origin listening.");
     if let Some(ready) = ready {
@@ -136,7 +153,9 @@ pub async fn run(
     uploads_stop.cancel();
     let _ = uploads.await;
     let _ = reaper.await;
-    http.await.context("HTTP server task")?.context("HTTP server")?;
+    http.await
+        .context("HTTP server task")?
+        .context("HTTP server")?;
     info!("Origin stopped.");
     Ok(())
 }

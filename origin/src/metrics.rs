@@ -30,8 +30,16 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut registry = Registry::with_prefix("spherecast_origin");
         let m = self.clone();
-        registry.register("live_streams", "Live streams (publishing or in their linger time)", m.live_streams);
-        registry.register("publishers", "Publishers connected and publishing", m.publishers);
+        registry.register(
+            "live_streams",
+            "Live streams (publishing or in their linger time)",
+            m.live_streams,
+        );
+        registry.register(
+            "publishers",
+            "Publishers connected and publishing",
+            m.publishers,
+        );
         registry.register("connections", "Open RTMP connections", m.connections);
         registry.register(
             "connections_rejected",
@@ -43,17 +51,41 @@ impl Metrics {
             "Publish requests refused (auth, name, codec, already live)",
             m.publishes_rejected,
         );
-        registry.register("bytes_in", "Media bytes received from publishers", m.bytes_in);
-        registry.register("segments_written", "Live HLS segments produced", m.segments_written);
-        registry.register("recordings_finished", "Recording files finalised", m.recordings_finished);
+        registry.register(
+            "bytes_in",
+            "Media bytes received from publishers",
+            m.bytes_in,
+        );
+        registry.register(
+            "segments_written",
+            "Live HLS segments produced",
+            m.segments_written,
+        );
+        registry.register(
+            "recordings_finished",
+            "Recording files finalised",
+            m.recordings_finished,
+        );
         registry.register(
             "recordings_failed",
             "Recordings stopped by an error (disk full, I/O)",
             m.recordings_failed,
         );
-        registry.register("recordings_uploaded", "Recordings uploaded to the ingress bucket", m.recordings_uploaded);
-        registry.register("uploads_failed", "Upload attempts that failed and will be retried", m.uploads_failed);
-        registry.register("upload_spool_depth", "Recordings waiting in the upload spool", m.upload_spool_depth);
+        registry.register(
+            "recordings_uploaded",
+            "Recordings uploaded to the ingress bucket",
+            m.recordings_uploaded,
+        );
+        registry.register(
+            "uploads_failed",
+            "Upload attempts that failed and will be retried",
+            m.uploads_failed,
+        );
+        registry.register(
+            "upload_spool_depth",
+            "Recordings waiting in the upload spool",
+            m.upload_spool_depth,
+        );
         let mut out = String::new();
         encode(&mut out, &registry).expect("encoding into a String cannot fail");
         out

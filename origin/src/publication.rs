@@ -26,7 +26,7 @@ pub enum MediaError {
 enum Recording {
     /// Recording is off, or nothing arrived yet.
     Idle,
-    Active(Recorder),
+    Active(Box<Recorder>),
     /// Stopped by an error; the session goes on without a recording.
     Failed,
 }
@@ -64,14 +64,20 @@ impl Publication {
     pub fn on_video(&mut self, origin: &Origin, ts_ms: u32, data: Bytes) -> Result<(), MediaError> {
         let tag = match VideoTag::parse(&data) {
             Ok(tag) => tag,
-            Err(e) => return Ok(self.bad_tag("video", &e)),
+            Err(e) => {
+                self.bad_tag("video", &e);
+                return Ok(());
+            }
         };
         match tag.codec {
             VideoCodec::Avc => {}
             other => {
                 let codec = codec_name(&other);
                 error!(stream = %self.stream.name, %codec, "Publish rejected: unsupported video codec.");
-                return Err(MediaError::UnsupportedVideo { stream: self.stream.name.clone(), codec });
+                return Err(MediaError::UnsupportedVideo {
+                    stream: self.stream.name.clone(),
+                    codec,
+                });
             }
         }
         self.record(origin, |r| r.write_video(ts_ms, &data));
@@ -85,12 +91,18 @@ impl Publication {
     pub fn on_audio(&mut self, origin: &Origin, ts_ms: u32, data: Bytes) -> Result<(), MediaError> {
         let tag = match AudioTag::parse(&data) {
             Ok(tag) => tag,
-            Err(e) => return Ok(self.bad_tag("audio", &e)),
+            Err(e) => {
+                self.bad_tag("audio", &e);
+                return Ok(());
+            }
         };
         if tag.format != SoundFormat::Aac {
             let codec = format!("{:?}", tag.format);
             error!(stream = %self.stream.name, %codec, "Publish rejected: unsupported audio codec.");
-            return Err(MediaError::UnsupportedAudio { stream: self.stream.name.clone(), codec });
+            return Err(MediaError::UnsupportedAudio {
+                stream: self.stream.name.clone(),
+                codec,
+            });
         }
         self.record(origin, |r| r.write_audio(ts_ms, &data));
         match self.segmenter.push_audio_tag(ts_ms, &tag) {
@@ -118,7 +130,9 @@ impl Publication {
                     origin.metrics.recordings_failed.inc();
                     error!(stream = %self.stream.name, error = %e, "Recording could not be finalised.");
                 }
-                Err(e) => error!(stream = %self.stream.name, error = %e, "Recording finaliser panicked."),
+                Err(e) => {
+                    error!(stream = %self.stream.name, error = %e, "Recording finaliser panicked.")
+                }
             }
         }
         info!(stream = %self.stream.name, segments = self.segments, "Publish finished.");
@@ -151,7 +165,9 @@ impl Publication {
     fn record(
         &mut self,
         origin: &Origin,
-        write: impl FnOnce(&mut Recorder) -> Result<Option<FinishedRecording>, crate::record::RecordError>,
+        write: impl FnOnce(
+            &mut Recorder,
+        ) -> Result<Option<FinishedRecording>, crate::record::RecordError>,
     ) {
         if !self.record_enabled {
             return;
@@ -159,7 +175,7 @@ impl Publication {
         if let Recording::Idle = self.recording {
             let max = origin.config.record.max_size_kib.saturating_mul(1024);
             match Recorder::create(&origin.recording_dir, &self.stream.name, self.started, max) {
-                Ok(recorder) => self.recording = Recording::Active(recorder),
+                Ok(recorder) => self.recording = Recording::Active(Box::new(recorder)),
                 Err(e) => {
                     origin.metrics.recordings_failed.inc();
                     error!(stream = %self.stream.name, error = %e, "Recording could not start; live HLS goes on.");
@@ -167,14 +183,17 @@ impl Publication {
                 }
             }
         }
-        let Recording::Active(recorder) = &mut self.recording else { return };
+        let Recording::Active(recorder) = &mut self.recording else {
+            return;
+        };
         match write(recorder) {
             Ok(Some(part)) => self.submit(origin, part),
             Ok(None) => {}
             Err(e) => {
                 origin.metrics.recordings_failed.inc();
                 error!(stream = %self.stream.name, error = %e, "Recording stopped; live HLS goes on.");
-                if let Recording::Active(recorder) = std::mem::replace(&mut self.recording, Recording::Failed)
+                if let Recording::Active(recorder) =
+                    std::mem::replace(&mut self.recording, Recording::Failed)
                     && let Some(partial) = recorder.abandon()
                 {
                     self.submit(origin, partial);
@@ -222,4 +241,3 @@ fn codec_name(codec: &VideoCodec) -> String {
         other => format!("{other:?}"),
     }
 }
-

@@ -58,7 +58,10 @@ pub struct LiveStream {
 impl LiveStream {
     fn new(name: String, window: usize, target_duration: Duration) -> Self {
         let hls = Hls {
-            window: media::playlist::LiveWindow::new(window.max(1), target_duration.as_secs_f64().ceil() as u64),
+            window: media::playlist::LiveWindow::new(
+                window.max(1),
+                target_duration.as_secs_f64().ceil() as u64,
+            ),
             data: VecDeque::new(),
             media_playlist: None,
             master_playlist: None,
@@ -96,7 +99,11 @@ impl LiveStream {
     /// Average bitrate since the publish started, in bits per second.
     pub fn bitrate(&self) -> u64 {
         let secs = self.uptime().as_secs_f64();
-        if secs < 0.5 { 0 } else { (self.bytes_in.load(Ordering::Relaxed) as f64 * 8.0 / secs) as u64 }
+        if secs < 0.5 {
+            0
+        } else {
+            (self.bytes_in.load(Ordering::Relaxed) as f64 * 8.0 / secs) as u64
+        }
     }
 
     /// Adds a finished segment and rebuilds the playlists readers get.
@@ -146,11 +153,17 @@ impl LiveStream {
         // Sequences are consecutive, so the position is an offset from the oldest.
         let first = hls.data.front()?.0;
         let idx = usize::try_from(sequence.checked_sub(first)?).ok()?;
-        hls.data.get(idx).filter(|(seq, _)| *seq == sequence).map(|(_, data)| data.clone())
+        hls.data
+            .get(idx)
+            .filter(|(seq, _)| *seq == sequence)
+            .map(|(_, data)| data.clone())
     }
 
     fn expired(&self, linger: Duration) -> bool {
-        self.ended_at.read().expect("ended lock").is_some_and(|t| t.elapsed() >= linger)
+        self.ended_at
+            .read()
+            .expect("ended lock")
+            .is_some_and(|t| t.elapsed() >= linger)
     }
 }
 
@@ -169,7 +182,12 @@ pub struct Streams {
 
 impl Streams {
     pub fn new(window: usize, target_duration: Duration, metrics: Metrics) -> Self {
-        Self { inner: Arc::default(), window, target_duration, metrics }
+        Self {
+            inner: Arc::default(),
+            window,
+            target_duration,
+            metrics,
+        }
     }
 
     /// Reserves `name` for a new publisher. An ended stream of the same name is replaced.
@@ -180,7 +198,11 @@ impl Streams {
         {
             return Err(AlreadyLive(name.to_string()));
         }
-        let stream = Arc::new(LiveStream::new(name.to_string(), self.window, self.target_duration));
+        let stream = Arc::new(LiveStream::new(
+            name.to_string(),
+            self.window,
+            self.target_duration,
+        ));
         if map.insert(name.to_string(), stream.clone()).is_none() {
             self.metrics.live_streams.inc();
         }
@@ -197,7 +219,10 @@ impl Streams {
     /// Drops a stream at once (the publisher never produced anything worth serving).
     pub fn remove(&self, stream: &Arc<LiveStream>) {
         let mut map = self.inner.write().expect("streams lock");
-        if map.get(&stream.name).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+        if map
+            .get(&stream.name)
+            .is_some_and(|s| Arc::ptr_eq(s, stream))
+        {
             map.remove(&stream.name);
             self.metrics.live_streams.dec();
         }
@@ -208,7 +233,13 @@ impl Streams {
     }
 
     pub fn list(&self) -> Vec<Arc<LiveStream>> {
-        let mut all: Vec<_> = self.inner.read().expect("streams lock").values().cloned().collect();
+        let mut all: Vec<_> = self
+            .inner
+            .read()
+            .expect("streams lock")
+            .values()
+            .cloned()
+            .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }

@@ -8,7 +8,12 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 fn require(tool: &str) -> anyhow::Result<()> {
-    match Command::new(tool).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+    match Command::new(tool)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
         Ok(s) if s.success() => Ok(()),
         _ => bail!("{tool} is not installed: run scripts/setup.sh"),
     }
@@ -19,10 +24,37 @@ fn require(tool: &str) -> anyhow::Result<()> {
 pub fn test_pattern_args(width: u32, height: u32, fps: u32, seconds: f64, gop: u32) -> Vec<String> {
     let size = format!("testsrc=size={width}x{height}:rate={fps}");
     [
-        "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", &size, "-f", "lavfi", "-i",
-        "sine=frequency=440:sample_rate=48000", "-t", &format!("{seconds}"), "-c:v", "libx264", "-preset",
-        "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", &gop.to_string(), "-c:a", "aac",
-        "-b:a", "64k", "-ar", "48000", "-ac", "2",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        &size,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &format!("{seconds}"),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        &gop.to_string(),
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+        "-ar",
+        "48000",
+        "-ac",
+        "2",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -30,7 +62,14 @@ pub fn test_pattern_args(width: u32, height: u32, fps: u32, seconds: f64, gop: u
 }
 
 /// Writes a test clip (H.264 + AAC in FLV) to `out`.
-pub fn make_flv(out: &Path, width: u32, height: u32, fps: u32, seconds: f64, gop: u32) -> anyhow::Result<()> {
+pub fn make_flv(
+    out: &Path,
+    width: u32,
+    height: u32,
+    fps: u32,
+    seconds: f64,
+    gop: u32,
+) -> anyhow::Result<()> {
     require("ffmpeg")?;
     let status = Command::new("ffmpeg")
         .args(test_pattern_args(width, height, fps, seconds, gop))
@@ -45,7 +84,14 @@ pub fn make_flv(out: &Path, width: u32, height: u32, fps: u32, seconds: f64, gop
 }
 
 /// Starts ffmpeg pushing the test pattern live (`-re`) to `url`. The caller waits on or kills it.
-pub fn push_test_pattern(url: &str, width: u32, height: u32, fps: u32, seconds: f64, gop: u32) -> anyhow::Result<Child> {
+pub fn push_test_pattern(
+    url: &str,
+    width: u32,
+    height: u32,
+    fps: u32,
+    seconds: f64,
+    gop: u32,
+) -> anyhow::Result<Child> {
     require("ffmpeg")?;
     let mut args = vec!["-re".to_string()];
     args.extend(test_pattern_args(width, height, fps, seconds, gop));
@@ -90,9 +136,13 @@ fn run_ffprobe(what: &[&str], input: &str) -> anyhow::Result<Value> {
         .output()
         .context("running ffprobe")?;
     if !output.status.success() {
-        bail!("ffprobe failed on {input}: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "ffprobe failed on {input}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    let mut value: Value = serde_json::from_slice(&output.stdout).context("ffprobe printed invalid JSON")?;
+    let mut value: Value =
+        serde_json::from_slice(&output.stdout).context("ffprobe printed invalid JSON")?;
     value["stderr"] = Value::String(String::from_utf8_lossy(&output.stderr).into_owned());
     Ok(value)
 }
@@ -106,6 +156,10 @@ pub fn duration_secs(probe: &Value) -> Option<f64> {
 pub fn codec_names(probe: &Value) -> Vec<String> {
     probe["streams"]
         .as_array()
-        .map(|s| s.iter().filter_map(|s| s["codec_name"].as_str().map(String::from)).collect())
+        .map(|s| {
+            s.iter()
+                .filter_map(|s| s["codec_name"].as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -16,12 +16,18 @@ impl Fetched {
     }
 
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
 fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client")
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
 }
 
 pub fn get(url: &str) -> Fetched {
@@ -37,7 +43,11 @@ pub fn request(method: reqwest::Method, url: &str, bearer: Option<&str>) -> Fetc
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();
-    Fetched { status, headers, body }
+    Fetched {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// Polls `url` until `ready` holds for the response, or panics after `limit`.
@@ -52,7 +62,10 @@ pub fn wait_until(url: &str, limit: Duration, ready: impl Fn(&Fetched) -> bool) 
             Instant::now() < deadline,
             "{url} not ready after {limit:?}: {} {}",
             fetched.status,
-            String::from_utf8_lossy(&fetched.body).chars().take(500).collect::<String>()
+            String::from_utf8_lossy(&fetched.body)
+                .chars()
+                .take(500)
+                .collect::<String>()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -63,5 +76,9 @@ pub fn metric(metrics_text: &str, name: &str) -> Option<f64> {
     metrics_text
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
 }

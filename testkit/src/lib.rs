@@ -11,5 +11,7 @@ pub mod up;
 /// The repository root (the workspace directory), for finding `.venv`, `web/` and binaries.
 pub fn repo_root() -> std::path::PathBuf {
     let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.parent().expect("testkit lives one level below the workspace root").to_path_buf()
+    here.parent()
+        .expect("testkit lives one level below the workspace root")
+        .to_path_buf()
 }

@@ -30,7 +30,11 @@ pub struct RawPublisher {
 pub enum Reply {
     Result(Vec<Amf0Value>),
     Error(String),
-    Status { level: String, code: String, description: String },
+    Status {
+        level: String,
+        code: String,
+        description: String,
+    },
 }
 
 impl RawPublisher {
@@ -48,8 +52,13 @@ impl RawPublisher {
                 bail!("server closed the connection during the handshake");
             }
             match handshake.process_bytes(&buf[..n])? {
-                HandshakeProcessResult::InProgress { response_bytes } => socket.write_all(&response_bytes)?,
-                HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    socket.write_all(&response_bytes)?
+                }
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
                     socket.write_all(&response_bytes)?;
                     break remaining_bytes;
                 }
@@ -65,8 +74,14 @@ impl RawPublisher {
         };
         let mut props = HashMap::new();
         props.insert("app".to_string(), Amf0Value::Utf8String(app.to_string()));
-        props.insert("type".to_string(), Amf0Value::Utf8String("nonprivate".into()));
-        props.insert("tcUrl".to_string(), Amf0Value::Utf8String(format!("rtmp://{addr}/{app}")));
+        props.insert(
+            "type".to_string(),
+            Amf0Value::Utf8String("nonprivate".into()),
+        );
+        props.insert(
+            "tcUrl".to_string(),
+            Amf0Value::Utf8String(format!("rtmp://{addr}/{app}")),
+        );
         let tx = me.command("connect", Amf0Value::Object(props), vec![], 0)?;
         match me.wait_reply(tx)? {
             Reply::Result(_) => Ok(me),
@@ -90,30 +105,47 @@ impl RawPublisher {
         }
         .context("createStream result without a stream id")?;
         self.stream_id = stream_id;
-        let args = vec![Amf0Value::Utf8String(name.to_string()), Amf0Value::Utf8String("live".into())];
+        let args = vec![
+            Amf0Value::Utf8String(name.to_string()),
+            Amf0Value::Utf8String("live".into()),
+        ];
         self.command("publish", Amf0Value::Null, args, stream_id)?;
         self.wait_status()
     }
 
     /// Tells the server our chunks are `size` bytes from now on.
     pub fn set_chunk_size(&mut self, size: u32) -> anyhow::Result<()> {
-        let packet = self.serializer.set_max_chunk_size(size, RtmpTimestamp::new(0))?;
+        let packet = self
+            .serializer
+            .set_max_chunk_size(size, RtmpTimestamp::new(0))?;
         self.socket.write_all(&packet.bytes)?;
         Ok(())
     }
 
     pub fn send_video(&mut self, timestamp_ms: u32, body: &[u8]) -> anyhow::Result<()> {
-        self.send(RtmpMessage::VideoData { data: Bytes::copy_from_slice(body) }, timestamp_ms)
+        self.send(
+            RtmpMessage::VideoData {
+                data: Bytes::copy_from_slice(body),
+            },
+            timestamp_ms,
+        )
     }
 
     pub fn send_audio(&mut self, timestamp_ms: u32, body: &[u8]) -> anyhow::Result<()> {
-        self.send(RtmpMessage::AudioData { data: Bytes::copy_from_slice(body) }, timestamp_ms)
+        self.send(
+            RtmpMessage::AudioData {
+                data: Bytes::copy_from_slice(body),
+            },
+            timestamp_ms,
+        )
     }
 
     /// The serialized chunks of a video message, for tests that send part of one and vanish.
     pub fn video_chunks(&mut self, timestamp_ms: u32, body: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let payload = RtmpMessage::VideoData { data: Bytes::copy_from_slice(body) }
-            .into_message_payload(RtmpTimestamp::new(timestamp_ms), self.stream_id)?;
+        let payload = RtmpMessage::VideoData {
+            data: Bytes::copy_from_slice(body),
+        }
+        .into_message_payload(RtmpTimestamp::new(timestamp_ms), self.stream_id)?;
         Ok(self.serializer.serialize(&payload, false, false)?.bytes)
     }
 
@@ -124,8 +156,18 @@ impl RawPublisher {
 
     /// FCUnpublish and deleteStream, as OBS does when it stops.
     pub fn unpublish(&mut self, name: &str) -> anyhow::Result<()> {
-        self.command("FCUnpublish", Amf0Value::Null, vec![Amf0Value::Utf8String(name.to_string())], 0)?;
-        self.command("deleteStream", Amf0Value::Null, vec![Amf0Value::Number(self.stream_id as f64)], 0)?;
+        self.command(
+            "FCUnpublish",
+            Amf0Value::Null,
+            vec![Amf0Value::Utf8String(name.to_string())],
+            0,
+        )?;
+        self.command(
+            "deleteStream",
+            Amf0Value::Null,
+            vec![Amf0Value::Number(self.stream_id as f64)],
+            0,
+        )?;
         Ok(())
     }
 
@@ -134,11 +176,17 @@ impl RawPublisher {
         let deadline = Instant::now() + within;
         let mut buf = [0u8; 4096];
         while Instant::now() < deadline {
-            let _ = self.socket.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = self
+                .socket
+                .set_read_timeout(Some(Duration::from_millis(200)));
             match self.socket.read(&mut buf) {
                 Ok(0) => return true,
                 Ok(_) => continue,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => return true,
             }
         }
@@ -150,13 +198,20 @@ impl RawPublisher {
     }
 
     fn send(&mut self, message: RtmpMessage, timestamp_ms: u32) -> anyhow::Result<()> {
-        let payload = message.into_message_payload(RtmpTimestamp::new(timestamp_ms), self.stream_id)?;
+        let payload =
+            message.into_message_payload(RtmpTimestamp::new(timestamp_ms), self.stream_id)?;
         let packet = self.serializer.serialize(&payload, false, false)?;
         self.socket.write_all(&packet.bytes)?;
         Ok(())
     }
 
-    fn command(&mut self, name: &str, object: Amf0Value, args: Vec<Amf0Value>, stream_id: u32) -> anyhow::Result<f64> {
+    fn command(
+        &mut self,
+        name: &str,
+        object: Amf0Value,
+        args: Vec<Amf0Value>,
+        stream_id: u32,
+    ) -> anyhow::Result<f64> {
         let tx = self.transaction;
         self.transaction += 1.0;
         let message = RtmpMessage::Amf0Command {
@@ -182,7 +237,10 @@ impl RawPublisher {
                 }
                 return Ok(message);
             }
-            let n = self.socket.read(&mut buf).context("waiting for the server")?;
+            let n = self
+                .socket
+                .read(&mut buf)
+                .context("waiting for the server")?;
             if n == 0 {
                 bail!("server closed the connection");
             }
@@ -192,12 +250,20 @@ impl RawPublisher {
 
     fn wait_reply(&mut self, tx: f64) -> anyhow::Result<Reply> {
         loop {
-            if let RtmpMessage::Amf0Command { command_name, transaction_id, additional_arguments, .. } =
-                self.next_message()?
+            if let RtmpMessage::Amf0Command {
+                command_name,
+                transaction_id,
+                additional_arguments,
+                ..
+            } = self.next_message()?
             {
                 match command_name.as_str() {
-                    "_result" if transaction_id == tx => return Ok(Reply::Result(additional_arguments)),
-                    "_error" if transaction_id == tx => return Ok(Reply::Error(format!("{additional_arguments:?}"))),
+                    "_result" if transaction_id == tx => {
+                        return Ok(Reply::Result(additional_arguments));
+                    }
+                    "_error" if transaction_id == tx => {
+                        return Ok(Reply::Error(format!("{additional_arguments:?}")));
+                    }
                     "onStatus" => return Ok(status(&additional_arguments)),
                     _ => {}
                 }
@@ -207,7 +273,11 @@ impl RawPublisher {
 
     fn wait_status(&mut self) -> anyhow::Result<Reply> {
         loop {
-            if let RtmpMessage::Amf0Command { command_name, additional_arguments, .. } = self.next_message()?
+            if let RtmpMessage::Amf0Command {
+                command_name,
+                additional_arguments,
+                ..
+            } = self.next_message()?
                 && (command_name == "onStatus" || command_name == "_error")
             {
                 return Ok(status(&additional_arguments));
@@ -226,5 +296,9 @@ fn status(args: &[Amf0Value]) -> Reply {
             .and_then(|v| v.get_string())
             .unwrap_or_default()
     };
-    Reply::Status { level: field("level"), code: field("code"), description: field("description") }
+    Reply::Status {
+        level: field("level"),
+        code: field("code"),
+        description: field("description"),
+    }
 }

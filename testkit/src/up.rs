@@ -24,7 +24,9 @@ pub fn binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let root = crate::repo_root();
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
     target.join("debug").join("spherecast")
 }
 
@@ -36,7 +38,12 @@ impl Spherecast {
     }
 
     /// Any subcommand with `--data`, `--rtmp`, `--http` on free ports and extra env vars.
-    pub fn start(command: &str, data: &Path, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Spherecast> {
+    pub fn start(
+        command: &str,
+        data: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Spherecast> {
         let rtmp = free_addr();
         let http = free_addr();
         Self::start_on(command, data, rtmp, http, extra, env)
@@ -52,28 +59,45 @@ impl Spherecast {
     ) -> anyhow::Result<Spherecast> {
         std::fs::create_dir_all(data)?;
         let log = data.with_extension("log");
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let mut cmd = Command::new(binary());
         cmd.arg(command)
             .arg("--data")
             .arg(data)
             .args(["--rtmp", &rtmp.to_string(), "--http", &http.to_string()])
             .args(extra)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().with_context(|| format!("starting {}", binary().display()))?;
-        let mut me = Spherecast { rtmp, http, data: data.to_path_buf(), child: Some(child), log };
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", binary().display()))?;
+        let mut me = Spherecast {
+            rtmp,
+            http,
+            data: data.to_path_buf(),
+            child: Some(child),
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         for addr in [rtmp, http] {
             let left = deadline.saturating_duration_since(Instant::now());
             if let Err(e) = wait_for_tcp(addr, left) {
                 let exited = me.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-                bail!("spherecast did not start ({e}; exit: {exited:?}); log:\n{}", me.log_text());
+                bail!(
+                    "spherecast did not start ({e}; exit: {exited:?}); log:\n{}",
+                    me.log_text()
+                );
             }
         }
         Ok(me)
@@ -95,7 +119,9 @@ impl Spherecast {
     /// SIGTERM, then waits up to `grace` for a clean exit. Returns the exit status.
     pub fn stop(&mut self, grace: Duration) -> anyhow::Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("already stopped")?;
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
         let deadline = Instant::now() + grace;
         loop {
             if let Some(status) = child.try_wait()? {
@@ -103,7 +129,10 @@ impl Spherecast {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                bail!("spherecast did not exit within {grace:?} of SIGTERM; log:\n{}", self.log_text());
+                bail!(
+                    "spherecast did not exit within {grace:?} of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

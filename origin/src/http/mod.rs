@@ -36,23 +36,38 @@ pub fn router(origin: Arc<Origin>) -> Router {
 }
 
 async fn master_playlist(State(origin): State<Arc<Origin>>, Path(file): Path<String>) -> Response {
-    let Some(name) = file.strip_suffix(".m3u8") else { return not_found() };
-    match origin.streams.get(name).and_then(|s| s.master_playlist().map(|p| (p, s))) {
+    let Some(name) = file.strip_suffix(".m3u8") else {
+        return not_found();
+    };
+    match origin
+        .streams
+        .get(name)
+        .and_then(|s| s.master_playlist().map(|p| (p, s)))
+    {
         Some((body, stream)) => playlist_response(body, stream.target_duration_secs()),
         None => not_found(),
     }
 }
 
-async fn variant_file(State(origin): State<Arc<Origin>>, Path((variant, file)): Path<(String, String)>) -> Response {
-    let Some(name) = variant.strip_suffix("_src") else { return not_found() };
-    let Some(stream) = origin.streams.get(name) else { return not_found() };
+async fn variant_file(
+    State(origin): State<Arc<Origin>>,
+    Path((variant, file)): Path<(String, String)>,
+) -> Response {
+    let Some(name) = variant.strip_suffix("_src") else {
+        return not_found();
+    };
+    let Some(stream) = origin.streams.get(name) else {
+        return not_found();
+    };
     if file == "index.m3u8" {
         return match stream.media_playlist() {
             Some(body) => playlist_response(body, stream.target_duration_secs()),
             None => not_found(),
         };
     }
-    let Some(sequence) = file.strip_suffix(".ts").and_then(|n| n.parse::<u64>().ok()) else { return not_found() };
+    let Some(sequence) = file.strip_suffix(".ts").and_then(|n| n.parse::<u64>().ok()) else {
+        return not_found();
+    };
     match stream.segment(sequence) {
         Some(body) => {
             let mut response = Response::new(Body::from(body));
@@ -83,13 +98,17 @@ fn playlist_cache_control(target_secs: u64) -> HeaderValue {
         1 => HeaderValue::from_static("max-age=1"),
         2 => HeaderValue::from_static("max-age=2"),
         3 => HeaderValue::from_static("max-age=3"),
-        n => HeaderValue::from_str(&format!("max-age={n}")).expect("digits are a valid header value"),
+        n => {
+            HeaderValue::from_str(&format!("max-age={n}")).expect("digits are a valid header value")
+        }
     }
 }
 
 fn not_found() -> Response {
     let mut response = (StatusCode::NOT_FOUND, "not found\n").into_response();
-    response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
+    response
+        .headers_mut()
+        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
     response
 }
 
@@ -127,7 +146,9 @@ fn summary(stream: &crate::streams::LiveStream) -> StreamSummary {
 async fn list_streams(State(origin): State<Arc<Origin>>) -> Response {
     let all: Vec<StreamSummary> = origin.streams.list().iter().map(|s| summary(s)).collect();
     let mut response = axum::Json(all).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -140,13 +161,28 @@ async fn one_stream(State(origin): State<Arc<Origin>>, Path(name): Path<String>)
 
 /// Disconnects a stream's publisher. Needs `Authorization: Bearer <api_token>`; with no token
 /// configured, control is off.
-async fn drop_stream(State(origin): State<Arc<Origin>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+async fn drop_stream(
+    State(origin): State<Arc<Origin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let Some(expected) = origin.config.api_token.as_deref() else {
-        return (StatusCode::FORBIDDEN, "control endpoints are disabled: set api_token\n").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "control endpoints are disabled: set api_token\n",
+        )
+            .into_response();
     };
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
     if given != Some(expected) {
-        return (StatusCode::UNAUTHORIZED, "a valid bearer token is required\n").into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required\n",
+        )
+            .into_response();
     }
     match origin.streams.get(&name) {
         Some(stream) if stream.is_publishing() => {

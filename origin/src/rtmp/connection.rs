@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -39,10 +41,21 @@ enum ConnError {
     Media(#[from] MediaError),
 }
 
-pub async fn serve(socket: TcpStream, peer: SocketAddr, origin: &Origin, shutdown: CancellationToken) {
+pub async fn serve(
+    socket: TcpStream,
+    peer: SocketAddr,
+    origin: &Origin,
+    shutdown: CancellationToken,
+) {
     let _ = socket.set_nodelay(true);
     let span = info_span!("rtmp", %peer);
-    let mut conn = Connection { origin, peer, socket, publication: None, app: None };
+    let mut conn = Connection {
+        origin,
+        peer,
+        socket,
+        publication: None,
+        app: None,
+    };
     let result = conn.run(shutdown).instrument(span.clone()).await;
     if let Some(publication) = conn.publication.take() {
         publication.finish(origin).instrument(span.clone()).await;
@@ -50,15 +63,22 @@ pub async fn serve(socket: TcpStream, peer: SocketAddr, origin: &Origin, shutdow
     let _enter = span.enter();
     match result {
         Ok(()) => debug!("RTMP connection closed."),
-        Err(ConnError::Io(error)) if is_disconnect(&error) => debug!(%error, "RTMP client disconnected."),
-        Err(error @ (ConnError::Refused(_) | ConnError::Media(_))) => warn!(%error, "RTMP connection closed."),
+        Err(ConnError::Io(error)) if is_disconnect(&error) => {
+            debug!(%error, "RTMP client disconnected.")
+        }
+        Err(error @ (ConnError::Refused(_) | ConnError::Media(_))) => {
+            warn!(%error, "RTMP connection closed.")
+        }
         Err(error) => info!(%error, "RTMP connection closed."),
     }
 }
 
 fn is_disconnect(error: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(error.kind(), ConnectionReset | BrokenPipe | UnexpectedEof | ConnectionAborted)
+    matches!(
+        error.kind(),
+        ConnectionReset | BrokenPipe | UnexpectedEof | ConnectionAborted
+    )
 }
 
 struct Connection<'a> {
@@ -87,7 +107,11 @@ impl Connection<'_> {
 
         let mut buf = vec![0u8; READ_BUFFER];
         loop {
-            let kick = self.publication.as_ref().map(|p| p.stream.kick.clone()).unwrap_or_default();
+            let kick = self
+                .publication
+                .as_ref()
+                .map(|p| p.stream.kick.clone())
+                .unwrap_or_default();
             let read = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = kick.cancelled() => return Err(ConnError::Refused("stream dropped by the operator".into())),
@@ -109,9 +133,17 @@ impl Connection<'_> {
             if n == 0 {
                 return Err(ConnError::ClosedInHandshake);
             }
-            match handshake.process_bytes(&buf[..n]).map_err(|e| ConnError::Handshake(e.to_string()))? {
-                HandshakeProcessResult::InProgress { response_bytes } => self.write(&response_bytes).await?,
-                HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+            match handshake
+                .process_bytes(&buf[..n])
+                .map_err(|e| ConnError::Handshake(e.to_string()))?
+            {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    self.write(&response_bytes).await?
+                }
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
                     self.write(&response_bytes).await?;
                     return Ok(remaining_bytes);
                 }
@@ -119,12 +151,20 @@ impl Connection<'_> {
         }
     }
 
-    async fn handle_input(&mut self, session: &mut ServerSession, bytes: &[u8]) -> Result<(), ConnError> {
+    async fn handle_input(
+        &mut self,
+        session: &mut ServerSession,
+        bytes: &[u8],
+    ) -> Result<(), ConnError> {
         if let Some(p) = &self.publication {
-            p.stream.bytes_in.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            p.stream
+                .bytes_in
+                .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
             self.origin.metrics.bytes_in.inc_by(bytes.len() as u64);
         }
-        let results = session.handle_input(bytes).map_err(|e| ConnError::Protocol(e.to_string()))?;
+        let results = session
+            .handle_input(bytes)
+            .map_err(|e| ConnError::Protocol(e.to_string()))?;
         self.handle_results(session, results).await
     }
 
@@ -159,12 +199,20 @@ impl Connection<'_> {
         session: &mut ServerSession,
         event: ServerSessionEvent,
     ) -> Result<Vec<ServerSessionResult>, ConnError> {
-        let protocol = |e: rml_rtmp::sessions::ServerSessionError| ConnError::Protocol(e.to_string());
+        let protocol =
+            |e: rml_rtmp::sessions::ServerSessionError| ConnError::Protocol(e.to_string());
         match event {
-            ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
+            ServerSessionEvent::ConnectionRequested {
+                request_id,
+                app_name,
+            } => {
                 if app_name != self.origin.config.app {
                     let results = session
-                        .reject_request(request_id, "NetConnection.Connect.Rejected", "unknown application")
+                        .reject_request(
+                            request_id,
+                            "NetConnection.Connect.Rejected",
+                            "unknown application",
+                        )
                         .map_err(protocol)?;
                     self.send_all(results).await?;
                     return Err(ConnError::Refused(format!(
@@ -175,34 +223,49 @@ impl Connection<'_> {
                 self.app = Some(app_name);
                 session.accept_request(request_id).map_err(protocol)
             }
-            ServerSessionEvent::PublishStreamRequested { request_id, app_name, stream_key, .. } => {
-                match self.start_publish(&app_name, &stream_key).await {
-                    Ok(publication) => {
-                        self.publication = Some(publication);
-                        session.accept_request(request_id).map_err(protocol)
-                    }
-                    Err((code, reason)) => {
-                        self.origin.metrics.publishes_rejected.inc();
-                        let results = session.reject_request(request_id, code, &reason).map_err(protocol)?;
-                        self.send_all(results).await?;
-                        Err(ConnError::Refused(format!("publish refused: {reason}")))
-                    }
+            ServerSessionEvent::PublishStreamRequested {
+                request_id,
+                app_name,
+                stream_key,
+                ..
+            } => match self.start_publish(&app_name, &stream_key).await {
+                Ok(publication) => {
+                    self.publication = Some(publication);
+                    session.accept_request(request_id).map_err(protocol)
                 }
-            }
+                Err((code, reason)) => {
+                    self.origin.metrics.publishes_rejected.inc();
+                    let results = session
+                        .reject_request(request_id, code, &reason)
+                        .map_err(protocol)?;
+                    self.send_all(results).await?;
+                    Err(ConnError::Refused(format!("publish refused: {reason}")))
+                }
+            },
             ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
                 let results = session
-                    .reject_request(request_id, "NetStream.Play.Failed", "this origin serves HLS over HTTP, not RTMP play")
+                    .reject_request(
+                        request_id,
+                        "NetStream.Play.Failed",
+                        "this origin serves HLS over HTTP, not RTMP play",
+                    )
                     .map_err(protocol)?;
                 self.send_all(results).await?;
-                Err(ConnError::Refused("RTMP play is not served; use HLS".into()))
+                Err(ConnError::Refused(
+                    "RTMP play is not served; use HLS".into(),
+                ))
             }
-            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
+            ServerSessionEvent::VideoDataReceived {
+                data, timestamp, ..
+            } => {
                 if let Some(p) = &mut self.publication {
                     p.on_video(self.origin, timestamp.value, data)?;
                 }
                 Ok(Vec::new())
             }
-            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
+            ServerSessionEvent::AudioDataReceived {
+                data, timestamp, ..
+            } => {
                 if let Some(p) = &mut self.publication {
                     p.on_audio(self.origin, timestamp.value, data)?;
                 }
@@ -236,13 +299,25 @@ impl Connection<'_> {
 
     /// Validates, authorises and claims the stream name. Errors carry the NetStream status
     /// code and the reason sent to the client.
-    async fn start_publish(&self, app: &str, raw_key: &str) -> Result<Publication, (&'static str, String)> {
+    async fn start_publish(
+        &self,
+        app: &str,
+        raw_key: &str,
+    ) -> Result<Publication, (&'static str, String)> {
         if self.publication.is_some() {
-            return Err(("NetStream.Publish.BadName", "this connection already publishes a stream".into()));
+            return Err((
+                "NetStream.Publish.BadName",
+                "this connection already publishes a stream".into(),
+            ));
         }
         let (name, args) = split_stream_key(raw_key);
         validate_stream_name(&name).map_err(|e| ("NetStream.Publish.BadName", e))?;
-        let request = PublishRequest { app: app.to_string(), name, args, addr: self.peer };
+        let request = PublishRequest {
+            app: app.to_string(),
+            name,
+            args,
+            addr: self.peer,
+        };
         let name = match self.origin.authorizer.authorize(&request).await {
             Decision::Allow => request.name,
             Decision::AllowAs(new_name) => {
@@ -274,7 +349,9 @@ impl Connection<'_> {
     /// Writes with a deadline so a client that stops reading cannot pin the task forever.
     async fn write(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         let limit = self.origin.config.idle_timeout;
-        tokio::time::timeout(limit, self.socket.write_all(bytes)).await.map_err(|_| ConnError::WriteStalled(limit))??;
+        tokio::time::timeout(limit, self.socket.write_all(bytes))
+            .await
+            .map_err(|_| ConnError::WriteStalled(limit))??;
         Ok(())
     }
 }

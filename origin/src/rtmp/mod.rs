@@ -48,6 +48,9 @@ pub async fn run(listener: TcpListener, origin: Arc<Origin>, shutdown: Cancellat
         });
     }
     tracker.close();
-    info!(open = tracker.len(), "RTMP listener stopped; waiting for connections to finish.");
+    info!(
+        open = tracker.len(),
+        "RTMP listener stopped; waiting for connections to finish."
+    );
     tracker.wait().await;
 }
