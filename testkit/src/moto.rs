@@ -50,6 +50,12 @@ impl MotoServer {
         Err(last_error.expect("at least one attempt"))
     }
 
+    /// Starts moto server on a given loopback port (for tests that point a service at an
+    /// endpoint before it exists, then bring it up).
+    pub fn start_on_port(port: u16) -> anyhow::Result<MotoServer> {
+        Self::start_on(&Self::binary(), port)
+    }
+
     /// Where `scripts/setup.sh` installs moto server.
     pub fn binary() -> PathBuf {
         crate::repo_root().join(".venv/bin/moto_server")
