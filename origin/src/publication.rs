@@ -151,6 +151,7 @@ impl Publication {
             frame_rate: info.video.as_ref().and_then(|v| v.frame_rate),
             audio_sample_rate: info.audio.as_ref().map(|a| a.sample_rate),
             audio_channels: info.audio.as_ref().and_then(|a| a.channels),
+            bitrate: info.average_bitrate_bps,
         });
         let master = master_playlist(&self.stream.name, &info);
         for segment in segments {

@@ -26,6 +26,8 @@ pub struct MediaInfo {
     pub frame_rate: Option<f64>,
     pub audio_sample_rate: Option<u32>,
     pub audio_channels: Option<u8>,
+    /// Mean media bitrate over the recent segments, bits per second.
+    pub bitrate: Option<u64>,
 }
 
 /// The live HLS of one stream: the playlist window and the segment bytes behind it.
@@ -96,8 +98,12 @@ impl LiveStream {
         self.info.read().expect("info lock").clone()
     }
 
-    /// Average bitrate since the publish started, in bits per second.
+    /// Bitrate in bits per second: measured on the recent segments' media time once there are
+    /// segments, else the ingest rate since the publish started.
     pub fn bitrate(&self) -> u64 {
+        if let Some(bps) = self.info.read().expect("info lock").bitrate {
+            return bps;
+        }
         let secs = self.uptime().as_secs_f64();
         if secs < 0.5 {
             0
