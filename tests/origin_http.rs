@@ -216,7 +216,7 @@ fn url_decode(body: &str) -> Vec<(String, String)> {
                 let bytes = s.as_bytes();
                 let mut i = 0;
                 while i < bytes.len() {
-                    if bytes[i] == b'%' && i + 2 < bytes.len() + 1 && i + 2 <= bytes.len() - 1 {
+                    if bytes[i] == b'%' && i + 2 < bytes.len() {
                         out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
                         i += 3;
                     } else {

@@ -170,3 +170,24 @@ async fn reap(origin: Arc<Origin>, shutdown: CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_publish_point_is_refused_only_off_loopback() {
+        let mut config = OriginConfig {
+            rtmp_listen: "0.0.0.0:1935".parse().unwrap(),
+            ..Default::default()
+        };
+        assert!(check_publish_exposure(&config).is_err());
+        config.allow_open_publish = true;
+        assert!(check_publish_exposure(&config).is_ok());
+        config.allow_open_publish = false;
+        config.publish.keys = vec!["k".into()];
+        assert!(check_publish_exposure(&config).is_ok());
+        let loopback = OriginConfig::default();
+        assert!(check_publish_exposure(&loopback).is_ok());
+    }
+}

@@ -260,3 +260,94 @@ impl Streams {
         gone
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(sequence: u64, discontinuity: bool) -> media::hls::Segment {
+        media::hls::Segment {
+            sequence,
+            duration: Duration::from_millis(2000),
+            duration_90k: 180_000,
+            start_dts_90k: sequence * 180_000,
+            discontinuity,
+            data: Bytes::from(vec![sequence as u8; 188]),
+            starts_with_keyframe: true,
+        }
+    }
+
+    fn registry() -> Streams {
+        Streams::new(3, Duration::from_secs(2), Metrics::default())
+    }
+
+    #[test]
+    fn a_segment_stays_downloadable_for_one_window_after_it_leaves_the_playlist() {
+        let streams = registry();
+        let stream = streams.claim("cam").unwrap();
+        for seq in 0..6 {
+            stream.push_segment(segment(seq, false), Bytes::from_static(b"#EXTM3U\n"));
+        }
+        let playlist = String::from_utf8(stream.media_playlist().unwrap().to_vec()).unwrap();
+        assert!(playlist.contains("#EXT-X-MEDIA-SEQUENCE:3"), "{playlist}");
+        assert!(!playlist.contains("\n2.ts"), "{playlist}");
+        for seq in 0..6 {
+            assert_eq!(
+                stream.segment(seq).map(|d| d[0]),
+                Some(seq as u8),
+                "segment {seq}"
+            );
+        }
+        stream.push_segment(segment(6, false), Bytes::new());
+        assert!(stream.segment(0).is_none(), "kept longer than two windows");
+        assert!(stream.segment(1).is_some());
+        assert!(stream.segment(7).is_none());
+    }
+
+    #[test]
+    fn ending_a_stream_appends_endlist_and_frees_the_name_for_a_new_publisher() {
+        let streams = registry();
+        let stream = streams.claim("cam").unwrap();
+        assert!(
+            streams.claim("cam").is_err(),
+            "a second publisher got a live name"
+        );
+        stream.push_segment(segment(0, false), Bytes::new());
+        streams.release(&stream);
+        let playlist = String::from_utf8(stream.media_playlist().unwrap().to_vec()).unwrap();
+        assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
+        let again = streams
+            .claim("cam")
+            .expect("an ended name can be published again");
+        assert!(!Arc::ptr_eq(&again, &stream));
+    }
+
+    #[test]
+    fn ended_streams_are_reaped_after_their_linger_time_and_live_ones_never() {
+        let streams = registry();
+        let ended = streams.claim("old").unwrap();
+        let _live = streams.claim("live").unwrap();
+        streams.release(&ended);
+        assert_eq!(streams.reap(Duration::from_secs(60)), 0);
+        assert_eq!(streams.reap(Duration::ZERO), 1);
+        assert!(streams.get("old").is_none());
+        assert!(streams.get("live").is_some());
+    }
+
+    #[test]
+    fn a_discontinuity_leaving_the_window_bumps_the_discontinuity_sequence() {
+        let streams = registry();
+        let stream = streams.claim("cam").unwrap();
+        stream.push_segment(segment(0, false), Bytes::new());
+        stream.push_segment(segment(1, true), Bytes::new());
+        for seq in 2..5 {
+            stream.push_segment(segment(seq, false), Bytes::new());
+        }
+        let playlist = String::from_utf8(stream.media_playlist().unwrap().to_vec()).unwrap();
+        assert!(
+            playlist.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"),
+            "{playlist}"
+        );
+        assert!(!playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+    }
+}
