@@ -9,10 +9,10 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use media::flv::{AudioTag, SoundFormat, VideoCodec, VideoTag};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::Origin;
-use crate::record::{FinishedRecording, Recorder};
+use crate::record::{FinishedRecording, RecordError, Recorder};
 use crate::streams::{LiveStream, MediaInfo};
 
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +126,16 @@ impl Publication {
             let finished = tokio::task::spawn_blocking(move || recorder.finish()).await;
             match finished {
                 Ok(Ok(done)) => self.submit(origin, done),
+                // Only sequence headers arrived: there is nothing to keep, and the file is gone.
+                Ok(Err(RecordError::Empty { path })) => {
+                    debug!(stream = %self.stream.name, file = %path.display(), "Recording had no frames; nothing kept.");
+                }
                 Ok(Err(e)) => {
                     origin.metrics.recordings_failed.inc();
                     error!(stream = %self.stream.name, error = %e, "Recording could not be finalised.");
+                    if let Some(kept) = e.into_salvaged() {
+                        self.submit(origin, kept);
+                    }
                 }
                 Err(e) => {
                     error!(stream = %self.stream.name, error = %e, "Recording finaliser panicked.")
@@ -203,12 +210,17 @@ impl Publication {
         }
     }
 
+    /// Hands a finished recording to the upload spool. Moving it can mean a copy across file
+    /// systems, so it runs on the blocking pool, off the connection's task.
     fn submit(&self, origin: &Origin, done: FinishedRecording) {
         origin.metrics.recordings_finished.inc();
         info!(stream = %self.stream.name, file = %done.file_name, duration = ?done.duration, bytes = done.size, "Recording finished.");
-        if let Err(e) = origin.spool.submit(&done) {
-            error!(file = %done.path.display(), error = %e, "Recording stays where it is: the spool refused it.");
-        }
+        let spool = origin.spool.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = spool.submit(&done) {
+                error!(file = %done.path.display(), error = %e, "Recording stays where it is: the spool refused it.");
+            }
+        });
     }
 
     fn bad_tag(&mut self, kind: &str, error: &dyn std::fmt::Display) {
