@@ -53,7 +53,15 @@ if [ ! -f web/node_modules/hls.js/dist/hls.min.js ]; then
   (cd web && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then
-  echo "setup: cargo-nextest not found; tests will run with cargo test"
+# Rust: the edition-2024 workspace needs a current toolchain (Debian's rustc is too old).
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: installing the Rust toolchain with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
 fi
+
 echo "setup: ok"
