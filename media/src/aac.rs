@@ -189,10 +189,10 @@ impl AudioSpecificConfig {
         if self.channel_config > 7 {
             return Err(AacError::AdtsChannelConfig(self.channel_config));
         }
-        let frame_len = raw_frame_len + ADTS_HEADER_LEN;
-        if frame_len > MAX_ADTS_FRAME_LEN {
-            return Err(AacError::AdtsFrameTooLarge(raw_frame_len));
-        }
+        let frame_len = raw_frame_len
+            .checked_add(ADTS_HEADER_LEN)
+            .filter(|&l| l <= MAX_ADTS_FRAME_LEN)
+            .ok_or(AacError::AdtsFrameTooLarge(raw_frame_len))?;
         let profile = object_type - 1;
         let sfi = self.sampling_frequency_index;
         let ch = self.channel_config;
@@ -304,6 +304,20 @@ mod tests {
         assert!(
             asc.adts_header(MAX_ADTS_FRAME_LEN - ADTS_HEADER_LEN)
                 .is_ok()
+        );
+    }
+
+    /// Found by the `aac_config` fuzz target: `raw_frame_len + 7` overflowed.
+    #[test]
+    fn adts_header_for_absurd_length_is_an_error_not_an_overflow() {
+        let asc = AudioSpecificConfig::parse(&[0x12, 0x10]).unwrap();
+        assert_eq!(
+            asc.adts_header(usize::MAX),
+            Err(AacError::AdtsFrameTooLarge(usize::MAX))
+        );
+        assert_eq!(
+            asc.adts_header(usize::MAX - 6),
+            Err(AacError::AdtsFrameTooLarge(usize::MAX - 6))
         );
     }
 

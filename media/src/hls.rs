@@ -632,7 +632,7 @@ impl LiveSegmenter {
                     self.next_discontinuity |= self.muxer.is_some();
                     self.muxer = Some(TsMuxer::new(wanted.0, wanted.1));
                 }
-                self.open_segment(&frame, 0);
+                self.open_segment(&frame, 0, 0);
                 self.write(track, frame);
             }
             // Frames before the first key frame cannot be decoded: dropped.
@@ -642,37 +642,44 @@ impl LiveSegmenter {
         let rel = frame.dts.saturating_sub(seg.start_dts);
         // A new timeline epoch (timestamp jump, changed decoder config) or a changed track set
         // starts a discontinuous segment.
-        let discontinuity = frame.epoch > seg.epoch || (tracks_changed && boundary);
+        // A frame from before the segment start (possible right after a rebase, when the other
+        // stream's clock placed it) does not start a segment, except when the size cap forces
+        // it; segment starts stay monotonic either way (see `open_segment`).
+        let in_order = frame.dts >= seg.start_dts;
+        let discontinuity = in_order && (frame.epoch > seg.epoch || (tracks_changed && boundary));
         let cut = discontinuity
-            || (boundary && rel >= ticks(self.config.target_duration))
+            || (in_order && boundary && rel >= ticks(self.config.target_duration))
             || rel >= ticks(self.config.max_fragment)
             || seg.data.len() >= self.config.max_segment_bytes;
         if cut {
             let mut min_epoch = 0;
+            let mut min_start = 0;
             if let Some(seg) = self.open.take() {
                 min_epoch = seg.epoch;
+                min_start = seg.start_dts;
                 self.close(seg, frame.dts);
             }
             if tracks_changed && boundary {
                 self.muxer = Some(TsMuxer::new(wanted.0, wanted.1));
             }
             self.next_discontinuity |= discontinuity;
-            self.open_segment(&frame, min_epoch);
+            self.open_segment(&frame, min_epoch, min_start);
         }
         self.write(track, frame);
     }
 
     /// Opens a segment starting at `first`. Its epoch is never below `min_epoch` (the previous
     /// segment's), so a straggler from before a jump cannot make the next new-epoch frame cut
-    /// again.
-    fn open_segment(&mut self, first: &Frame, min_epoch: u64) {
+    /// again; its start is never below `min_start` (the previous segment's start).
+    fn open_segment(&mut self, first: &Frame, min_epoch: u64, min_start: u64) {
+        let start_dts = first.dts.max(min_start);
         let mut data = Vec::with_capacity(256 * 1024);
         if let Some(m) = self.muxer.as_mut() {
             m.write_tables(&mut data);
         }
         self.open = Some(OpenSegment {
-            start_dts: first.dts,
-            end_estimate: first.dts,
+            start_dts,
+            end_estimate: start_dts,
             epoch: first.epoch.max(min_epoch),
             discontinuity: std::mem::take(&mut self.next_discontinuity),
             first_video_key: None,
