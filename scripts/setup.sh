@@ -11,7 +11,7 @@ APT_PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  ffmpeg nginx libnginx-mod-rtmp wrk
+  ffmpeg nginx libnginx-mod-rtmp wrk chromium
   python3 python3-venv
 )
 
@@ -47,8 +47,9 @@ if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c "import moto, sys; sy
   .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
-# Front-end assets the origin serves (hls.js); no CDN at run time.
-if [ ! -f web/node_modules/hls.js/dist/hls.min.js ]; then
+# Front-end assets the origin serves (hls.js; no CDN at run time) and playwright-core, which
+# drives Debian's Chromium in the browser tests (no browser download).
+if [ ! -f web/node_modules/hls.js/dist/hls.min.js ] || [ ! -d web/node_modules/playwright-core ]; then
   echo "setup: installing npm packages for web/"
   (cd web && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -23,13 +23,14 @@ pub async fn index() -> Html<&'static str> {
     Html(INDEX_HTML)
 }
 
-/// Lists streams from `/api/streams` every few seconds; each gets a player that uses native
-/// HLS where the browser has it (Safari) and hls.js elsewhere, and shows errors instead of a
-/// silent black box.
+/// Lists streams from `/api/streams` every few seconds; each gets a player that uses hls.js
+/// where Media Source Extensions exist and native HLS elsewhere (iOS), and shows errors
+/// instead of a silent black box.
 const INDEX_HTML: &str = r#"<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Spherecast live</title>
 <style>
@@ -58,13 +59,14 @@ function describe(s) {
 }
 
 function attach(video, url, errorBox) {
-  if (video.canPlayType("application/vnd.apple.mpegurl")) {
-    video.src = url;
-    video.addEventListener("error", () => { errorBox.textContent = "Playback error: " + (video.error && video.error.message); });
-    return null;
-  }
-  if (!window.Hls || !Hls.isSupported()) {
-    errorBox.textContent = "This browser cannot play HLS (hls.js missing or unsupported).";
+  // hls.js wherever Media Source Extensions exist; native HLS (Safari on iOS) otherwise.
+  if (!(window.Hls && Hls.isSupported())) {
+    if (video.canPlayType("application/vnd.apple.mpegurl")) {
+      video.src = url;
+      video.addEventListener("error", () => { errorBox.textContent = "Playback error: " + (video.error && video.error.message); });
+    } else {
+      errorBox.textContent = "This browser cannot play HLS (hls.js missing or unsupported).";
+    }
     return null;
   }
   const hls = new Hls({ liveDurationInfinity: true });
