@@ -125,6 +125,8 @@ pub struct StreamSummary {
     pub bitrate: u64,
     pub uptime_secs: f64,
     pub playlist: String,
+    /// The master playlist exists (the first segment is out): players can start.
+    pub ready: bool,
 }
 
 fn summary(stream: &crate::streams::LiveStream) -> StreamSummary {
@@ -140,6 +142,7 @@ fn summary(stream: &crate::streams::LiveStream) -> StreamSummary {
         bitrate: stream.bitrate(),
         uptime_secs: (stream.uptime().as_secs_f64() * 10.0).round() / 10.0,
         playlist: format!("/hls/{}.m3u8", stream.name),
+        ready: stream.master_playlist().is_some(),
     }
 }
 

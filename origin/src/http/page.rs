@@ -54,7 +54,7 @@ const players = new Map();
 function describe(s) {
   const res = s.width ? `${s.width}x${s.height}` : "?";
   const kbps = Math.round(s.bitrate / 1000);
-  const state = s.publishing ? "live" : "ended";
+  const state = !s.ready ? "starting" : s.publishing ? "live" : "ended";
   return `${state} · ${res} · ${s.video_codec || "no video"} ${s.audio_codec || ""} · ${kbps} kbit/s · up ${Math.round(s.uptime_secs)} s`;
 }
 
@@ -102,9 +102,13 @@ async function refresh() {
       div.innerHTML = `<h2></h2><video controls muted autoplay playsinline></video><div class="facts"></div><div class="error"></div>`;
       div.querySelector("h2").textContent = s.name;
       container.appendChild(div);
-      const hls = attach(div.querySelector("video"), s.playlist, div.querySelector(".error"));
-      entry = { div, hls };
+      entry = { div, hls: null, attached: false };
       players.set(s.name, entry);
+    }
+    // The player starts once the first segment is out, so it never opens a missing playlist.
+    if (!entry.attached && s.ready) {
+      entry.hls = attach(entry.div.querySelector("video"), s.playlist, entry.div.querySelector(".error"));
+      entry.attached = true;
     }
     entry.div.querySelector(".facts").textContent = describe(s);
   }
