@@ -103,10 +103,11 @@ async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
         "application/vnd.apple.mpegurl"
     );
     assert_eq!(header(&master, "access-control-allow-origin"), "*");
-    let max_age: u64 = header(&master, "cache-control")
-        .trim_start_matches("max-age=")
-        .parse()
-        .unwrap_or(0);
+    let cache = header(&master, "cache-control");
+    let max_age: u64 = cache
+        .strip_prefix("max-age=")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("playlist Cache-Control {cache:?} is not max-age=N"));
     assert!(
         max_age <= 1,
         "playlist max-age {max_age} exceeds half the 2 s target"
@@ -190,12 +191,30 @@ async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let probe = clip::probe(recording.to_str().unwrap()).unwrap();
-    let duration = clip::duration_secs(&probe).expect("recording has a duration");
+    assert_eq!(clip::codec_names(&probe), vec!["h264", "aac"]);
+    let duration = clip::packet_span_secs(recording.to_str().unwrap()).unwrap();
     assert!(
         (duration - PUSH_SECS).abs() <= 0.5,
         "recording lasts {duration} s, pushed {PUSH_SECS} s"
     );
 
+    // The event goes on the queue after the upload: wait for it before stopping.
+    let metrics_url = server.http_url("/metrics");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get(&metrics_url)
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("spherecast_origin_recordings_uploaded_total 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the upload was never counted; log:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let exit = server.stop(Duration::from_secs(15)).unwrap();
     assert!(exit.success(), "spherecast exited with {exit}");
 

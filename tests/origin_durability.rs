@@ -75,10 +75,12 @@ fn wait_for_files(dir: &Path, prefix: &str, limit: Duration) -> Vec<PathBuf> {
     }
 }
 
+/// Media time of the frames actually in the file (not its metadata), after checking that it
+/// parses cleanly.
 fn probed_duration(path: &Path) -> f64 {
     let probe = clip::probe(path.to_str().unwrap()).unwrap();
     assert_eq!(probe["stderr"], "", "{} is damaged", path.display());
-    clip::duration_secs(&probe).unwrap()
+    clip::packet_span_secs(path.to_str().unwrap()).unwrap()
 }
 
 /// Unmounts on drop so a failed test leaves no mount behind.
@@ -306,7 +308,7 @@ fn an_audio_only_stream_is_served_and_recorded() {
         |r| r.text().contains("#EXT-X-ENDLIST"),
     )
     .text();
-    assert!(playlist.contains("0.ts"), "{playlist}");
+    assert!(playlist.lines().any(|l| l.ends_with(".ts")), "{playlist}");
     let master = get(&server.http_url("/hls/radio.m3u8")).text();
     assert!(
         master.contains("CODECS=\"mp4a.40.2\"") && !master.contains("RESOLUTION"),

@@ -50,8 +50,15 @@ fn live_hls_is_served_with_the_right_headers_and_unknown_names_are_404() {
     }
     let playlist_url = server.http_url("/hls/hdr_src/index.m3u8");
     let playlist = wait_until(&playlist_url, Duration::from_secs(10), |r| {
-        r.text().contains("0.ts")
+        r.text().contains(".ts\n")
     });
+    let first = playlist
+        .text()
+        .lines()
+        .find(|l| l.ends_with(".ts"))
+        .unwrap()
+        .to_string();
+    let segment_url = server.http_url(&format!("/hls/hdr_src/{first}"));
     assert_eq!(
         playlist.header("content-type"),
         "application/vnd.apple.mpegurl"
@@ -59,18 +66,14 @@ fn live_hls_is_served_with_the_right_headers_and_unknown_names_are_404() {
     assert_eq!(playlist.header("access-control-allow-origin"), "*");
     assert_eq!(playlist.header("cache-control"), "max-age=1");
 
-    let segment = get(&server.http_url("/hls/hdr_src/0.ts"));
+    let segment = get(&segment_url);
     assert_eq!(segment.status, 200);
     assert_eq!(segment.header("content-type"), "video/mp2t");
     assert_eq!(segment.header("cache-control"), "max-age=900");
     assert_eq!(segment.header("access-control-allow-origin"), "*");
     assert_eq!(segment.body.first(), Some(&0x47), "not MPEG-TS");
 
-    let head = request(
-        reqwest::Method::HEAD,
-        &server.http_url("/hls/hdr_src/0.ts"),
-        None,
-    );
+    let head = request(reqwest::Method::HEAD, &segment_url, None);
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     assert_eq!(

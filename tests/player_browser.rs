@@ -12,8 +12,13 @@ use testkit::up::Spherecast;
 fn the_start_page_plays_a_live_stream_in_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
-    let mut push = clip::push_test_pattern(&server.rtmp_url("browser"), 640, 360, 30, 25.0, 60).unwrap();
-    wait_until(&server.http_url("/hls/browser.m3u8"), Duration::from_secs(20), |r| r.status == 200);
+    let mut push =
+        clip::push_test_pattern(&server.rtmp_url("browser"), 640, 360, 30, 25.0, 60).unwrap();
+    wait_until(
+        &server.http_url("/hls/browser.m3u8"),
+        Duration::from_secs(20),
+        |r| r.status == 200,
+    );
 
     let script = testkit::repo_root().join("web/tests/play-live.mjs");
     let output = Command::new("node")
@@ -26,9 +31,16 @@ fn the_start_page_plays_a_live_stream_in_chromium() {
     let _ = push.wait();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the player did not play:\n{stdout}\n{stderr}");
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the script prints JSON");
+    assert!(
+        output.status.success(),
+        "the player did not play:\n{stdout}\n{stderr}"
+    );
+    let seen: serde_json::Value =
+        serde_json::from_str(stdout.trim()).expect("the script prints JSON");
     assert_eq!(seen["videoWidth"], 640, "{seen}");
     assert_eq!(seen["videoHeight"], 360, "{seen}");
-    assert!(seen["facts"].as_str().unwrap_or("").contains("640x360"), "{seen}");
+    assert!(
+        seen["facts"].as_str().unwrap_or("").contains("640x360"),
+        "{seen}"
+    );
 }

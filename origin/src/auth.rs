@@ -124,7 +124,14 @@ impl Authorizer {
             ("name".to_string(), req.name.clone()),
             ("addr".to_string(), req.addr.ip().to_string()),
         ];
-        form.extend(req.args.iter().cloned());
+        // Query arguments cannot override the fields the origin vouches for.
+        const RESERVED: [&str; 4] = ["call", "app", "name", "addr"];
+        form.extend(
+            req.args
+                .iter()
+                .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
+                .cloned(),
+        );
         let response = match self.http.post(url).form(&form).send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
@@ -168,7 +175,7 @@ impl PublishConfig {
 }
 
 /// Compares secrets without an early exit on the first differing byte.
-fn constant_time_eq(a: &str, b: &str) -> bool {
+pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;

@@ -21,10 +21,10 @@ pub struct OriginConfig {
     pub data_dir: PathBuf,
     /// Listen for RTMP on a non-loopback address without any publish authorisation.
     pub allow_open_publish: bool,
-    /// A publisher that sends nothing for this long is disconnected.
+    /// A publisher that sends no audio or video for this long is disconnected.
     #[serde(with = "secs")]
     pub idle_timeout: Duration,
-    /// Time allowed for the RTMP handshake and connect.
+    /// Time a client has from connecting to publishing (handshake, connect, publish).
     #[serde(with = "secs")]
     pub handshake_timeout: Duration,
     /// Most RTMP connections open at once; more are refused.
@@ -135,6 +135,9 @@ pub struct UploadConfig {
     pub min_backoff: Duration,
     #[serde(with = "secs")]
     pub max_backoff: Duration,
+    /// On shutdown, time allowed for uploads to finish before the rest waits for the next start.
+    #[serde(with = "secs")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for UploadConfig {
@@ -143,6 +146,7 @@ impl Default for UploadConfig {
             prefix: String::new(),
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Origin {
     pub authorizer: Authorizer,
     pub spool: Spool,
     pub recording_dir: PathBuf,
+    /// Work that must finish before the process exits (moving recordings into the spool).
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// Addresses the origin actually listens on (useful with port 0).
@@ -120,6 +122,7 @@ pub async fn run(
         metrics: metrics.clone(),
         spool: spool.clone(),
         recording_dir,
+        tasks: tokio_util::task::TaskTracker::new(),
         config,
     });
 
@@ -148,14 +151,34 @@ pub async fn run(
         let _ = ready.send(bound);
     }
     rtmp::run(rtmp_listener, origin.clone(), shutdown.clone()).await;
-    // Every connection has finished and handed its recording to the spool; give in-flight
-    // uploads a moment, then stop: what is left stays in the spool for the next start.
+    // Every connection has finalised its recording; wait until each is in the spool.
+    origin.tasks.close();
+    origin.tasks.wait().await;
+    // Give the uploader a bounded time to empty the spool; what is left is uploaded at the
+    // next start.
+    let grace = origin.config.upload.shutdown_grace;
+    let drained = tokio::time::timeout(grace, async {
+        while !origin.spool.pending().is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        let left = origin.spool.pending().len();
+        warn!(
+            left,
+            ?grace,
+            "Uploads left in the spool for the next start."
+        );
+    }
     uploads_stop.cancel();
     let _ = uploads.await;
     let _ = reaper.await;
-    http.await
-        .context("HTTP server task")?
-        .context("HTTP server")?;
+    // A client that stops reading must not hold the exit forever.
+    match tokio::time::timeout(Duration::from_secs(5), http).await {
+        Ok(joined) => joined.context("HTTP server task")?.context("HTTP server")?,
+        Err(_) => warn!("HTTP connections still open after 5 s; closing them."),
+    }
     info!("Origin stopped.");
     Ok(())
 }

@@ -33,6 +33,10 @@ enum Recording {
 
 pub struct Publication {
     pub stream: Arc<LiveStream>,
+    /// Where the stream's name is claimed; released by `finish`, or by `drop` if a panic
+    /// unwinds past the connection, so a name is never held forever.
+    streams: crate::streams::Streams,
+    released: bool,
     segmenter: media::hls::LiveSegmenter,
     recording: Recording,
     record_enabled: bool,
@@ -48,10 +52,17 @@ impl Publication {
             target_duration: hls.target_duration,
             max_fragment: hls.max_fragment,
             window: hls.window,
+            // Segment URIs must never repeat across sessions of one name (they are cached for
+            // 15 minutes): each session numbers its segments from its start in milliseconds.
+            first_sequence: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             ..Default::default()
         });
         Self {
             stream,
+            streams: origin.streams.clone(),
+            released: false,
             segmenter,
             recording: Recording::Idle,
             record_enabled: origin.config.record.enabled,
@@ -74,6 +85,7 @@ impl Publication {
             other => {
                 let codec = codec_name(&other);
                 error!(stream = %self.stream.name, %codec, "Publish rejected: unsupported video codec.");
+                origin.metrics.publishes_rejected.inc();
                 return Err(MediaError::UnsupportedVideo {
                     stream: self.stream.name.clone(),
                     codec,
@@ -99,6 +111,7 @@ impl Publication {
         if tag.format != SoundFormat::Aac {
             let codec = format!("{:?}", tag.format);
             error!(stream = %self.stream.name, %codec, "Publish rejected: unsupported audio codec.");
+            origin.metrics.publishes_rejected.inc();
             return Err(MediaError::UnsupportedAudio {
                 stream: self.stream.name.clone(),
                 codec,
@@ -118,6 +131,7 @@ impl Publication {
         let last = self.segmenter.finish();
         self.publish(origin, last);
         origin.streams.release(&self.stream);
+        self.released = true;
         if self.segments == 0 {
             origin.streams.remove(&self.stream);
         }
@@ -216,7 +230,7 @@ impl Publication {
         origin.metrics.recordings_finished.inc();
         info!(stream = %self.stream.name, file = %done.file_name, duration = ?done.duration, bytes = done.size, "Recording finished.");
         let spool = origin.spool.clone();
-        tokio::task::spawn_blocking(move || {
+        origin.tasks.spawn_blocking(move || {
             if let Err(e) = spool.submit(&done) {
                 error!(file = %done.path.display(), error = %e, "Recording stays where it is: the spool refused it.");
             }
@@ -228,6 +242,15 @@ impl Publication {
         // One line per power of two keeps a broken encoder from flooding the log.
         if self.bad_tags.is_power_of_two() {
             warn!(stream = %self.stream.name, kind, count = self.bad_tags, %error, "Skipped a malformed media tag.");
+        }
+    }
+}
+
+impl Drop for Publication {
+    fn drop(&mut self) {
+        if !self.released {
+            error!(stream = %self.stream.name, "Publish ended without finishing; its recording is recovered at the next start.");
+            self.streams.release(&self.stream);
         }
     }
 }

@@ -163,3 +163,24 @@ pub fn codec_names(probe: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Media time covered by the packets themselves (first PTS to the end of the last packet),
+/// in seconds. Unlike `format.duration` it does not trust the container's metadata, so it
+/// sees frames that are missing.
+pub fn packet_span_secs(input: &str) -> anyhow::Result<f64> {
+    let probe = probe_packets(input)?;
+    let packets = probe["packets"].as_array().cloned().unwrap_or_default();
+    let num = |v: &Value| v.as_str().and_then(|s| s.parse::<f64>().ok());
+    let start = packets
+        .iter()
+        .filter_map(|p| num(&p["pts_time"]))
+        .fold(f64::INFINITY, f64::min);
+    let end = packets
+        .iter()
+        .filter_map(|p| Some(num(&p["pts_time"])? + num(&p["duration_time"]).unwrap_or(0.0)))
+        .fold(f64::NEG_INFINITY, f64::max);
+    if packets.is_empty() || !start.is_finite() || !end.is_finite() {
+        bail!("{input} has no timed packets");
+    }
+    Ok(end - start)
+}

@@ -3,8 +3,8 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago on 127.0.0.1. The kernel does not hand it out again
-/// right away, so a server started next will almost always get it.
+/// A port that was free a moment ago on 127.0.0.1. Another process may take it before the
+/// caller binds it; servers started on it report the bind error.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr").port()
@@ -26,4 +26,16 @@ pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `n` distinct free loopback addresses: all are held open together while choosing, so the
+/// kernel cannot hand out the same port twice.
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr"))
+        .collect()
 }

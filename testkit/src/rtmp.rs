@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use rml_amf0::Amf0Value;
+pub use rml_amf0::Amf0Value;
 use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::messages::RtmpMessage;
@@ -147,6 +147,11 @@ impl RawPublisher {
         }
         .into_message_payload(RtmpTimestamp::new(timestamp_ms), self.stream_id)?;
         Ok(self.serializer.serialize(&payload, false, false)?.bytes)
+    }
+
+    /// An AMF0 data message (`@setDataFrame`, `onMetaData`...) on the publishing stream.
+    pub fn send_data(&mut self, values: Vec<Amf0Value>) -> anyhow::Result<()> {
+        self.send(RtmpMessage::Amf0Data { values }, 0)
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::net::{free_addr, wait_for_tcp};
+use crate::net::{free_addrs, wait_for_tcp};
 
 /// A running `spherecast` process with its addresses and data folder.
 pub struct Spherecast {
@@ -44,9 +44,8 @@ impl Spherecast {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Spherecast> {
-        let rtmp = free_addr();
-        let http = free_addr();
-        Self::start_on(command, data, rtmp, http, extra, env)
+        let addrs = free_addrs(2);
+        Self::start_on(command, data, addrs[0], addrs[1], extra, env)
     }
 
     pub fn start_on(

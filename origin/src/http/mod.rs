@@ -44,7 +44,7 @@ async fn master_playlist(State(origin): State<Arc<Origin>>, Path(file): Path<Str
         .get(name)
         .and_then(|s| s.master_playlist().map(|p| (p, s)))
     {
-        Some((body, stream)) => playlist_response(body, stream.target_duration_secs()),
+        Some((body, _)) => playlist_response(body, &origin),
         None => not_found(),
     }
 }
@@ -61,7 +61,7 @@ async fn variant_file(
     };
     if file == "index.m3u8" {
         return match stream.media_playlist() {
-            Some(body) => playlist_response(body, stream.target_duration_secs()),
+            Some(body) => playlist_response(body, &origin),
             None => not_found(),
         };
     }
@@ -83,17 +83,23 @@ async fn variant_file(
 
 /// Playlists may be cached for at most half the target duration, so a cache never hides a
 /// whole new segment from players.
-fn playlist_response(body: bytes::Bytes, target_secs: u64) -> Response {
+fn playlist_response(body: bytes::Bytes, origin: &Origin) -> Response {
     let mut response = Response::new(Body::from(body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, PLAYLIST_TYPE);
-    headers.insert(header::CACHE_CONTROL, playlist_cache_control(target_secs));
+    let half_target_secs = origin.config.hls.target_duration.as_millis() / 2000;
+    headers.insert(
+        header::CACHE_CONTROL,
+        playlist_cache_control(half_target_secs as u64),
+    );
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
     response
 }
 
-fn playlist_cache_control(target_secs: u64) -> HeaderValue {
-    match target_secs / 2 {
+/// `max-age` in whole seconds, rounded down from half the configured target duration (the
+/// target segments are cut at), so it never exceeds half of it.
+fn playlist_cache_control(max_age_secs: u64) -> HeaderValue {
+    match max_age_secs {
         0 => HeaderValue::from_static("no-cache"),
         1 => HeaderValue::from_static("max-age=1"),
         2 => HeaderValue::from_static("max-age=2"),
@@ -169,7 +175,7 @@ async fn drop_stream(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(expected) = origin.config.api_token.as_deref() else {
+    let Some(expected) = origin.config.api_token.as_deref().filter(|t| !t.is_empty()) else {
         return (
             StatusCode::FORBIDDEN,
             "control endpoints are disabled: set api_token\n",
@@ -180,7 +186,7 @@ async fn drop_stream(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given != Some(expected) {
+    if !given.is_some_and(|g| crate::auth::constant_time_eq(g, expected)) {
         return (
             StatusCode::UNAUTHORIZED,
             "a valid bearer token is required\n",

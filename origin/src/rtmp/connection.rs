@@ -1,7 +1,7 @@
 //! One RTMP connection: handshake, the rml_rtmp server session, and the publish it carries.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
@@ -29,8 +29,10 @@ enum ConnError {
     Handshake(String),
     #[error("RTMP protocol error: {0}")]
     Protocol(String),
-    #[error("no data for {0:?}; disconnecting idle client")]
+    #[error("no audio or video for {0:?}; disconnecting idle publisher")]
     Idle(Duration),
+    #[error("no publish within {0:?} of connecting")]
+    NoPublish(Duration),
     #[error("client did not read our responses within {0:?}")]
     WriteStalled(Duration),
     #[error("socket error: {0}")]
@@ -55,6 +57,8 @@ pub async fn serve(
         socket,
         publication: None,
         app: None,
+        closing: None,
+        last_media: Instant::now(),
     };
     let result = conn.run(shutdown).instrument(span.clone()).await;
     if let Some(publication) = conn.publication.take() {
@@ -87,6 +91,11 @@ struct Connection<'a> {
     socket: TcpStream,
     publication: Option<Publication>,
     app: Option<String>,
+    /// Set when the connection must close once the responses already queued are sent (a
+    /// refused connect or publish: the client gets its error status first).
+    closing: Option<ConnError>,
+    /// Last audio or video from the publisher: pings and acks do not keep a publish alive.
+    last_media: Instant,
 }
 
 impl Connection<'_> {
@@ -105,6 +114,9 @@ impl Connection<'_> {
             self.handle_input(&mut session, &leftover).await?;
         }
 
+        // Until it publishes, a client has the handshake timeout to connect and publish; a
+        // publisher is idle when no audio or video arrives for the idle timeout.
+        let connected_at = Instant::now();
         let mut buf = vec![0u8; READ_BUFFER];
         loop {
             let kick = self
@@ -112,12 +124,23 @@ impl Connection<'_> {
                 .as_ref()
                 .map(|p| p.stream.kick.clone())
                 .unwrap_or_default();
+            let (deadline, limit) = if self.publication.is_some() {
+                (
+                    self.last_media + config.idle_timeout,
+                    ConnError::Idle(config.idle_timeout),
+                )
+            } else {
+                (
+                    connected_at + config.handshake_timeout,
+                    ConnError::NoPublish(config.handshake_timeout),
+                )
+            };
             let read = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = kick.cancelled() => return Err(ConnError::Refused("stream dropped by the operator".into())),
-                read = tokio::time::timeout(config.idle_timeout, self.socket.read(&mut buf)) => read,
+                read = tokio::time::timeout_at(deadline.into(), self.socket.read(&mut buf)) => read,
             };
-            let n = read.map_err(|_| ConnError::Idle(config.idle_timeout))??;
+            let n = read.map_err(|_| limit)??;
             if n == 0 {
                 return Ok(());
             }
@@ -162,9 +185,16 @@ impl Connection<'_> {
                 .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
             self.origin.metrics.bytes_in.inc_by(bytes.len() as u64);
         }
-        let results = session
-            .handle_input(bytes)
-            .map_err(|e| ConnError::Protocol(e.to_string()))?;
+        // rml_rtmp panics on some malformed messages (a one-value @setDataFrame, a chunk
+        // header that shrinks a message mid-way); a panic must cost this connection only.
+        let results =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(bytes)))
+                .map_err(|_| {
+                    ConnError::Protocol(
+                        "malformed RTMP message (the session parser panicked)".into(),
+                    )
+                })?
+                .map_err(|e| ConnError::Protocol(e.to_string()))?;
         self.handle_results(session, results).await
     }
 
@@ -180,18 +210,21 @@ impl Connection<'_> {
             match result {
                 ServerSessionResult::OutboundResponse(packet) => self.write(&packet.bytes).await?,
                 ServerSessionResult::RaisedEvent(event) => {
+                    // Packets must leave in the order the session serialised them (chunk
+                    // headers are compressed against the previous one): responses to this
+                    // event were serialised after everything already queued.
                     let more = self.handle_event(session, event).await?;
-                    // Responses to this event go out before anything queued after it.
-                    for (i, r) in more.into_iter().enumerate() {
-                        queue.insert(i, r);
-                    }
+                    queue.extend(more);
                 }
                 ServerSessionResult::UnhandleableMessageReceived(payload) => {
                     debug!(type_id = payload.type_id, "Ignored an RTMP message type.");
                 }
             }
         }
-        Ok(())
+        match self.closing.take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
     async fn handle_event(
@@ -207,18 +240,17 @@ impl Connection<'_> {
                 app_name,
             } => {
                 if app_name != self.origin.config.app {
-                    let results = session
+                    self.closing = Some(ConnError::Refused(format!(
+                        "connect to application {app_name:?} refused; publish to rtmp://HOST/{}/NAME",
+                        self.origin.config.app
+                    )));
+                    return session
                         .reject_request(
                             request_id,
                             "NetConnection.Connect.Rejected",
                             "unknown application",
                         )
-                        .map_err(protocol)?;
-                    self.send_all(results).await?;
-                    return Err(ConnError::Refused(format!(
-                        "connect to application {app_name:?} refused; publish to rtmp://HOST/{}/NAME",
-                        self.origin.config.app
-                    )));
+                        .map_err(protocol);
                 }
                 self.app = Some(app_name);
                 session.accept_request(request_id).map_err(protocol)
@@ -231,33 +263,33 @@ impl Connection<'_> {
             } => match self.start_publish(&app_name, &stream_key).await {
                 Ok(publication) => {
                     self.publication = Some(publication);
+                    self.last_media = Instant::now();
                     session.accept_request(request_id).map_err(protocol)
                 }
                 Err((code, reason)) => {
                     self.origin.metrics.publishes_rejected.inc();
-                    let results = session
+                    self.closing = Some(ConnError::Refused(format!("publish refused: {reason}")));
+                    session
                         .reject_request(request_id, code, &reason)
-                        .map_err(protocol)?;
-                    self.send_all(results).await?;
-                    Err(ConnError::Refused(format!("publish refused: {reason}")))
+                        .map_err(protocol)
                 }
             },
             ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
-                let results = session
+                self.closing = Some(ConnError::Refused(
+                    "RTMP play is not served; use HLS".into(),
+                ));
+                session
                     .reject_request(
                         request_id,
                         "NetStream.Play.Failed",
                         "this origin serves HLS over HTTP, not RTMP play",
                     )
-                    .map_err(protocol)?;
-                self.send_all(results).await?;
-                Err(ConnError::Refused(
-                    "RTMP play is not served; use HLS".into(),
-                ))
+                    .map_err(protocol)
             }
             ServerSessionEvent::VideoDataReceived {
                 data, timestamp, ..
             } => {
+                self.last_media = Instant::now();
                 if let Some(p) = &mut self.publication {
                     p.on_video(self.origin, timestamp.value, data)?;
                 }
@@ -266,6 +298,7 @@ impl Connection<'_> {
             ServerSessionEvent::AudioDataReceived {
                 data, timestamp, ..
             } => {
+                self.last_media = Instant::now();
                 if let Some(p) = &mut self.publication {
                     p.on_audio(self.origin, timestamp.value, data)?;
                 }
@@ -335,15 +368,6 @@ impl Connection<'_> {
         })?;
         info!(stream = %name, "Publish started.");
         Ok(Publication::new(self.origin, stream))
-    }
-
-    async fn send_all(&mut self, results: Vec<ServerSessionResult>) -> Result<(), ConnError> {
-        for result in results {
-            if let ServerSessionResult::OutboundResponse(packet) = result {
-                self.write(&packet.bytes).await?;
-            }
-        }
-        Ok(())
     }
 
     /// Writes with a deadline so a client that stops reading cannot pin the task forever.

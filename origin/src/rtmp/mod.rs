@@ -41,16 +41,33 @@ pub async fn run(listener: TcpListener, origin: Arc<Origin>, shutdown: Cancellat
         let origin = origin.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            origin.metrics.connections.inc();
+            let _open = OpenConnection::new(&origin.metrics);
             serve(socket, peer, &origin, shutdown).await;
-            origin.metrics.connections.dec();
             drop(permit);
         });
     }
+    // Stop listening at once: new clients get refused instead of waiting in the backlog.
+    drop(listener);
     tracker.close();
     info!(
         open = tracker.len(),
         "RTMP listener stopped; waiting for connections to finish."
     );
     tracker.wait().await;
+}
+
+/// Counts an open connection for as long as it lives, panics included.
+struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenConnection {
+    fn new(metrics: &crate::metrics::Metrics) -> Self {
+        metrics.connections.inc();
+        Self(metrics.connections.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
