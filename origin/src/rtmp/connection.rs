@@ -156,10 +156,13 @@ impl Connection<'_> {
             if n == 0 {
                 return Err(ConnError::ClosedInHandshake);
             }
-            match handshake
-                .process_bytes(&buf[..n])
-                .map_err(|e| ConnError::Handshake(e.to_string()))?
-            {
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handshake.process_bytes(&buf[..n])
+            }))
+            .map_err(|_| {
+                ConnError::Handshake("malformed handshake (the parser panicked)".into())
+            })?;
+            match step.map_err(|e| ConnError::Handshake(e.to_string()))? {
                 HandshakeProcessResult::InProgress { response_bytes } => {
                     self.write(&response_bytes).await?
                 }
