@@ -318,3 +318,49 @@ fn an_audio_only_stream_is_served_and_recorded() {
     let probe = clip::probe(uploaded[0].to_str().unwrap()).unwrap();
     assert_eq!(clip::codec_names(&probe), vec!["aac"]);
 }
+
+#[test]
+fn a_recording_rolls_over_into_parts_that_each_play_and_together_hold_every_frame() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tags = sample_tags(tmp.path(), 640, 360, 6.0);
+    let video_frames = tags
+        .iter()
+        .filter(|t| t.0 == TagKind::Video && t.2.get(1) == Some(&1))
+        .count();
+    let config = tmp.path().join("spherecast.toml");
+    std::fs::write(&config, "[origin.record]\nmax_size_kib = 150\n").unwrap();
+    let data = tmp.path().join("data");
+    let server = Spherecast::up(&data, &["--config", config.to_str().unwrap()]).unwrap();
+    let mut publisher = publish(&server, "parts");
+    send_tags(&mut publisher, &tags, 0);
+    publisher.unpublish("parts").unwrap();
+    wait_until(&server.http_url("/metrics"), Duration::from_secs(20), |r| {
+        let text = r.text();
+        metric(&text, "spherecast_origin_recordings_uploaded_total")
+            == metric(&text, "spherecast_origin_recordings_finished_total")
+            && metric(&text, "spherecast_origin_recordings_finished_total").unwrap_or(0.0) >= 2.0
+    });
+    let parts = flv_files(&data.join("ingress"), "parts-");
+    assert!(parts.len() >= 2, "no rollover at 150 KiB: {parts:?}");
+    let mut frames = 0;
+    for part in &parts {
+        let probe = clip::probe_packets(part.to_str().unwrap()).unwrap();
+        assert_eq!(probe["stderr"], "", "{} is damaged", part.display());
+        let video: Vec<_> = probe["packets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["codec_type"] == "video")
+            .collect();
+        assert!(
+            video[0]["flags"].as_str().unwrap().contains('K'),
+            "{} does not start on a keyframe",
+            part.display()
+        );
+        frames += video.len();
+    }
+    assert_eq!(
+        frames, video_frames,
+        "frames lost or repeated between parts"
+    );
+}
