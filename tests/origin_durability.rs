@@ -11,69 +11,8 @@ use testkit::clip;
 use testkit::http::{get, metric, wait_until};
 use testkit::moto::MotoServer;
 use testkit::net::free_port;
-use testkit::rtmp::{RawPublisher, Reply};
+use testkit::rtmp::RawPublisher;
 use testkit::up::Spherecast;
-
-fn sample_tags(dir: &Path, width: u32, height: u32, seconds: f64) -> Vec<(TagKind, u32, Vec<u8>)> {
-    let path = dir.join(format!("sample-{width}x{height}-{seconds}.flv"));
-    clip::make_flv(&path, width, height, 30, seconds, 30).expect("ffmpeg makes the sample clip");
-    let bytes = std::fs::read(&path).unwrap();
-    let file = media::flv::parse_file(&bytes).unwrap();
-    file.tags
-        .iter()
-        .filter(|t| t.kind != TagKind::Script)
-        .map(|t| (t.kind, t.timestamp_ms, t.body.to_vec()))
-        .collect()
-}
-
-fn send_tags(publisher: &mut RawPublisher, tags: &[(TagKind, u32, Vec<u8>)], offset_ms: u32) {
-    for (kind, ts, body) in tags {
-        match kind {
-            TagKind::Video => publisher.send_video(ts + offset_ms, body).unwrap(),
-            TagKind::Audio => publisher.send_audio(ts + offset_ms, body).unwrap(),
-            TagKind::Script => {}
-        }
-    }
-}
-
-fn publish(server: &Spherecast, name: &str) -> RawPublisher {
-    let mut publisher = RawPublisher::connect(server.rtmp, "live").unwrap();
-    let reply = publisher.obs_publish(name).unwrap();
-    assert!(
-        matches!(&reply, Reply::Status { code, .. } if code == "NetStream.Publish.Start"),
-        "{reply:?}"
-    );
-    publisher
-}
-
-fn flv_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    found.retain(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".flv"))
-    });
-    found.sort();
-    found
-}
-
-fn wait_for_files(dir: &Path, prefix: &str, limit: Duration) -> Vec<PathBuf> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let found = flv_files(dir, prefix);
-        if !found.is_empty() {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {prefix}*.flv in {} after {limit:?}",
-            dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Media time of the frames actually in the file (not its metadata), after checking that it
 /// parses cleanly.
@@ -95,7 +34,7 @@ impl Drop for Tmpfs {
 #[test]
 fn a_disk_that_fills_stops_the_recording_cleanly_while_live_hls_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
-    let tags = sample_tags(tmp.path(), 640, 360, 6.0);
+    let tags = clip::sample_tags(tmp.path(), 640, 360, 6.0).unwrap();
     let data = tmp.path().join("data");
     let recordings = data.join("recordings");
     std::fs::create_dir_all(&recordings).unwrap();
@@ -112,8 +51,8 @@ fn a_disk_that_fills_stops_the_recording_cleanly_while_live_hls_goes_on() {
     let _mount = Tmpfs(recordings.clone());
 
     let server = Spherecast::up(&data, &[]).unwrap();
-    let mut publisher = publish(&server, "full");
-    send_tags(&mut publisher, &tags, 0);
+    let mut publisher = RawPublisher::publish_started(server.rtmp, "full").unwrap();
+    publisher.send_tags(&tags, 0).unwrap();
     publisher.unpublish("full").unwrap();
 
     // Live HLS carried on through the whole clip.
@@ -145,18 +84,19 @@ fn a_disk_that_fills_stops_the_recording_cleanly_while_live_hls_goes_on() {
         "the log does not name the cause:\n{log}"
     );
     // What was written before the disk filled is kept and uploaded, and it plays.
-    let uploaded = wait_for_files(&data.join("ingress"), "full-", Duration::from_secs(15));
+    let uploaded =
+        clip::wait_for_flv_files(&data.join("ingress"), "full-", Duration::from_secs(15)).unwrap();
     assert!(probed_duration(&uploaded[0]) > 0.0);
 }
 
 #[test]
 fn sigterm_finalises_a_live_recording_and_a_restart_finishes_its_upload() {
     let tmp = tempfile::tempdir().unwrap();
-    let tags = sample_tags(tmp.path(), 320, 240, 3.0);
+    let tags = clip::sample_tags(tmp.path(), 320, 240, 3.0).unwrap();
     let data = tmp.path().join("data");
     let mut server = Spherecast::up(&data, &[]).unwrap();
-    let mut publisher = publish(&server, "term");
-    send_tags(&mut publisher, &tags, 0);
+    let mut publisher = RawPublisher::publish_started(server.rtmp, "term").unwrap();
+    publisher.send_tags(&tags, 0).unwrap();
     wait_until(
         &server.http_url("/hls/term.m3u8"),
         Duration::from_secs(10),
@@ -167,25 +107,26 @@ fn sigterm_finalises_a_live_recording_and_a_restart_finishes_its_upload() {
     assert!(status.success(), "exit status {status}");
     drop(publisher);
     // Finalised: in the ingress bucket already, or waiting in the spool.
-    let mut found = flv_files(&data.join("ingress"), "term-");
-    found.extend(flv_files(&data.join("spool"), "term-"));
+    let mut found = clip::flv_files(&data.join("ingress"), "term-");
+    found.extend(clip::flv_files(&data.join("spool"), "term-"));
     assert_eq!(found.len(), 1, "{found:?}");
     assert!((probed_duration(&found[0]) - 3.0).abs() < 0.5);
-    assert!(flv_files(&data.join("recordings"), "term-").is_empty());
+    assert!(clip::flv_files(&data.join("recordings"), "term-").is_empty());
 
     let _again = Spherecast::up(&data, &[]).unwrap();
-    let uploaded = wait_for_files(&data.join("ingress"), "term-", Duration::from_secs(15));
+    let uploaded =
+        clip::wait_for_flv_files(&data.join("ingress"), "term-", Duration::from_secs(15)).unwrap();
     assert!((probed_duration(&uploaded[0]) - 3.0).abs() < 0.5);
 }
 
 #[test]
 fn a_crash_mid_recording_is_repaired_and_uploaded_at_the_next_start() {
     let tmp = tempfile::tempdir().unwrap();
-    let tags = sample_tags(tmp.path(), 320, 240, 4.0);
+    let tags = clip::sample_tags(tmp.path(), 320, 240, 4.0).unwrap();
     let data = tmp.path().join("data");
     let mut server = Spherecast::up(&data, &[]).unwrap();
-    let mut publisher = publish(&server, "crash");
-    send_tags(&mut publisher, &tags, 0);
+    let mut publisher = RawPublisher::publish_started(server.rtmp, "crash").unwrap();
+    publisher.send_tags(&tags, 0).unwrap();
     wait_until(
         &server.http_url("/hls/crash.m3u8"),
         Duration::from_secs(10),
@@ -195,11 +136,12 @@ fn a_crash_mid_recording_is_repaired_and_uploaded_at_the_next_start() {
     std::thread::sleep(Duration::from_millis(500));
     server.kill();
     drop(publisher);
-    let left = flv_files(&data.join("recordings"), "crash-");
+    let left = clip::flv_files(&data.join("recordings"), "crash-");
     assert_eq!(left.len(), 1, "the crash left no recording behind");
 
     let _again = Spherecast::up(&data, &[]).unwrap();
-    let uploaded = wait_for_files(&data.join("ingress"), "crash-", Duration::from_secs(15));
+    let uploaded =
+        clip::wait_for_flv_files(&data.join("ingress"), "crash-", Duration::from_secs(15)).unwrap();
     let duration = probed_duration(&uploaded[0]);
     assert!(
         duration > 2.0,
@@ -210,7 +152,7 @@ fn a_crash_mid_recording_is_repaired_and_uploaded_at_the_next_start() {
 #[test]
 fn uploads_wait_in_the_spool_while_the_store_is_unreachable_and_go_when_it_returns() {
     let tmp = tempfile::tempdir().unwrap();
-    let tags = sample_tags(tmp.path(), 320, 240, 2.0);
+    let tags = clip::sample_tags(tmp.path(), 320, 240, 2.0).unwrap();
     let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let config = tmp.path().join("spherecast.toml");
@@ -235,15 +177,15 @@ fn uploads_wait_in_the_spool_while_the_store_is_unreachable_and_go_when_it_retur
     )
     .unwrap();
 
-    let mut publisher = publish(&server, "later");
-    send_tags(&mut publisher, &tags, 0);
+    let mut publisher = RawPublisher::publish_started(server.rtmp, "later").unwrap();
+    publisher.send_tags(&tags, 0).unwrap();
     publisher.unpublish("later").unwrap();
     let metrics_url = server.http_url("/metrics");
     wait_until(&metrics_url, Duration::from_secs(20), |r| {
         metric(&r.text(), "spherecast_origin_uploads_failed_total").is_some_and(|v| v >= 2.0)
     });
     assert_eq!(
-        flv_files(&data.join("spool"), "later-").len(),
+        clip::flv_files(&data.join("spool"), "later-").len(),
         1,
         "the recording left the spool"
     );
@@ -284,7 +226,7 @@ fn uploads_wait_in_the_spool_while_the_store_is_unreachable_and_go_when_it_retur
         std::thread::sleep(Duration::from_millis(200));
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !flv_files(&data.join("spool"), "later-").is_empty() {
+    while !clip::flv_files(&data.join("spool"), "later-").is_empty() {
         assert!(Instant::now() < deadline, "uploaded but still in the spool");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -293,14 +235,15 @@ fn uploads_wait_in_the_spool_while_the_store_is_unreachable_and_go_when_it_retur
 #[test]
 fn an_audio_only_stream_is_served_and_recorded() {
     let tmp = tempfile::tempdir().unwrap();
-    let tags: Vec<_> = sample_tags(tmp.path(), 320, 240, 4.0)
+    let tags: Vec<_> = clip::sample_tags(tmp.path(), 320, 240, 4.0)
+        .unwrap()
         .into_iter()
         .filter(|t| t.0 == TagKind::Audio)
         .collect();
     let data = tmp.path().join("data");
     let server = Spherecast::up(&data, &[]).unwrap();
-    let mut publisher = publish(&server, "radio");
-    send_tags(&mut publisher, &tags, 0);
+    let mut publisher = RawPublisher::publish_started(server.rtmp, "radio").unwrap();
+    publisher.send_tags(&tags, 0).unwrap();
     publisher.unpublish("radio").unwrap();
     let playlist = wait_until(
         &server.http_url("/hls/radio_src/index.m3u8"),
@@ -314,7 +257,8 @@ fn an_audio_only_stream_is_served_and_recorded() {
         master.contains("CODECS=\"mp4a.40.2\"") && !master.contains("RESOLUTION"),
         "{master}"
     );
-    let uploaded = wait_for_files(&data.join("ingress"), "radio-", Duration::from_secs(15));
+    let uploaded =
+        clip::wait_for_flv_files(&data.join("ingress"), "radio-", Duration::from_secs(15)).unwrap();
     let probe = clip::probe(uploaded[0].to_str().unwrap()).unwrap();
     assert_eq!(clip::codec_names(&probe), vec!["aac"]);
 }
@@ -322,7 +266,7 @@ fn an_audio_only_stream_is_served_and_recorded() {
 #[test]
 fn a_recording_rolls_over_into_parts_that_each_play_and_together_hold_every_frame() {
     let tmp = tempfile::tempdir().unwrap();
-    let tags = sample_tags(tmp.path(), 640, 360, 6.0);
+    let tags = clip::sample_tags(tmp.path(), 640, 360, 6.0).unwrap();
     let video_frames = tags
         .iter()
         .filter(|t| t.0 == TagKind::Video && t.2.get(1) == Some(&1))
@@ -331,8 +275,8 @@ fn a_recording_rolls_over_into_parts_that_each_play_and_together_hold_every_fram
     std::fs::write(&config, "[origin.record]\nmax_size_kib = 150\n").unwrap();
     let data = tmp.path().join("data");
     let server = Spherecast::up(&data, &["--config", config.to_str().unwrap()]).unwrap();
-    let mut publisher = publish(&server, "parts");
-    send_tags(&mut publisher, &tags, 0);
+    let mut publisher = RawPublisher::publish_started(server.rtmp, "parts").unwrap();
+    publisher.send_tags(&tags, 0).unwrap();
     publisher.unpublish("parts").unwrap();
     wait_until(&server.http_url("/metrics"), Duration::from_secs(20), |r| {
         let text = r.text();
@@ -340,7 +284,7 @@ fn a_recording_rolls_over_into_parts_that_each_play_and_together_hold_every_fram
             == metric(&text, "spherecast_origin_recordings_finished_total")
             && metric(&text, "spherecast_origin_recordings_finished_total").unwrap_or(0.0) >= 2.0
     });
-    let parts = flv_files(&data.join("ingress"), "parts-");
+    let parts = clip::flv_files(&data.join("ingress"), "parts-");
     assert!(parts.len() >= 2, "no rollover at 150 KiB: {parts:?}");
     let mut frames = 0;
     for part in &parts {

@@ -3,45 +3,22 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use media::flv::TagKind;
 use testkit::clip;
 use testkit::http::{get, metric, request, wait_until};
-use testkit::rtmp::{RawPublisher, Reply};
+use testkit::rtmp::RawPublisher;
 use testkit::up::Spherecast;
-
-fn sample_tags(dir: &Path) -> Vec<(TagKind, u32, Vec<u8>)> {
-    let path = dir.join("sample.flv");
-    clip::make_flv(&path, 320, 240, 30, 3.0, 30).expect("ffmpeg makes the sample clip");
-    let bytes = std::fs::read(&path).unwrap();
-    let file = media::flv::parse_file(&bytes).unwrap();
-    file.tags
-        .iter()
-        .filter(|t| t.kind != TagKind::Script)
-        .map(|t| (t.kind, t.timestamp_ms, t.body.to_vec()))
-        .collect()
-}
-
-fn try_publish(server: &Spherecast, name: &str) -> (RawPublisher, Reply) {
-    let mut publisher = RawPublisher::connect(server.rtmp, "live").unwrap();
-    let reply = publisher.obs_publish(name).unwrap();
-    (publisher, reply)
-}
-
-fn started(reply: &Reply) -> bool {
-    matches!(reply, Reply::Status { code, .. } if code == "NetStream.Publish.Start")
-}
 
 #[test]
 fn live_hls_is_served_with_the_right_headers_and_unknown_names_are_404() {
     let tmp = tempfile::tempdir().unwrap();
-    let tags = sample_tags(tmp.path());
+    let tags = clip::sample_tags(tmp.path(), 320, 240, 3.0).unwrap();
     let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
-    let (mut publisher, reply) = try_publish(&server, "hdr");
-    assert!(started(&reply), "{reply:?}");
+    let (mut publisher, reply) = RawPublisher::publish(server.rtmp, "hdr").unwrap();
+    assert!(reply.is_started(), "{reply:?}");
     for (kind, ts, body) in &tags {
         match kind {
             TagKind::Video => publisher.send_video(*ts, body).unwrap(),
@@ -261,8 +238,8 @@ fn the_on_publish_callback_decides_with_nginx_rtmp_semantics() {
     )
     .unwrap();
 
-    let (_allowed, reply) = try_publish(&server, "allowed?token=a%20b&x=1");
-    assert!(started(&reply), "{reply:?}");
+    let (_allowed, reply) = RawPublisher::publish(server.rtmp, "allowed?token=a%20b&x=1").unwrap();
+    assert!(reply.is_started(), "{reply:?}");
     let seen = requests.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(seen.path, "/auth");
     assert_eq!(field(&seen.form, "call"), Some("publish"));
@@ -272,16 +249,16 @@ fn the_on_publish_callback_decides_with_nginx_rtmp_semantics() {
     assert_eq!(field(&seen.form, "token"), Some("a b"));
     assert_eq!(field(&seen.form, "x"), Some("1"));
 
-    let (_denied, reply) = try_publish(&server, "denied");
-    assert!(!started(&reply), "{reply:?}");
-    let (_slow, reply) = try_publish(&server, "slow");
+    let (_denied, reply) = RawPublisher::publish(server.rtmp, "denied").unwrap();
+    assert!(!reply.is_started(), "{reply:?}");
+    let (_slow, reply) = RawPublisher::publish(server.rtmp, "slow").unwrap();
     assert!(
-        !started(&reply),
+        !reply.is_started(),
         "a callback timeout must reject: {reply:?}"
     );
 
-    let (_renamed, reply) = try_publish(&server, "renamed");
-    assert!(started(&reply), "{reply:?}");
+    let (_renamed, reply) = RawPublisher::publish(server.rtmp, "renamed").unwrap();
+    assert!(reply.is_started(), "{reply:?}");
     assert_eq!(get(&server.http_url("/api/streams/newname")).status, 200);
     assert_eq!(get(&server.http_url("/api/streams/renamed")).status, 404);
     assert_eq!(get(&server.http_url("/api/streams/denied")).status, 404);

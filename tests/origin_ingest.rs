@@ -3,52 +3,13 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use media::flv::TagKind;
 use testkit::clip;
 use testkit::http::{get, metric, wait_until};
 use testkit::rtmp::{RawPublisher, Reply};
 use testkit::up::Spherecast;
-
-/// Tags of a short ffmpeg clip (320x240, 30 fps, a keyframe every second, AAC): kind,
-/// timestamp in ms, body.
-fn sample_tags(dir: &Path, seconds: f64) -> Vec<(TagKind, u32, Vec<u8>)> {
-    let path = dir.join(format!("sample-{seconds}.flv"));
-    if !path.exists() {
-        clip::make_flv(&path, 320, 240, 30, seconds, 30).expect("ffmpeg makes the sample clip");
-    }
-    let bytes = std::fs::read(&path).unwrap();
-    let file = media::flv::parse_file(&bytes).expect("ffmpeg writes valid FLV");
-    file.tags
-        .iter()
-        .filter(|t| t.kind != TagKind::Script)
-        .map(|t| (t.kind, t.timestamp_ms, t.body.to_vec()))
-        .collect()
-}
-
-/// Sends tags with their timestamps shifted by `offset_ms` (wrapping, as RTMP does).
-fn send_tags(publisher: &mut RawPublisher, tags: &[(TagKind, u32, Vec<u8>)], offset_ms: i64) {
-    for (kind, ts, body) in tags {
-        let ts = (*ts as i64 + offset_ms).max(0) as u32;
-        match kind {
-            TagKind::Video => publisher.send_video(ts, body).unwrap(),
-            TagKind::Audio => publisher.send_audio(ts, body).unwrap(),
-            TagKind::Script => {}
-        }
-    }
-}
-
-fn publish_ok(server: &Spherecast, name: &str) -> RawPublisher {
-    let mut publisher = RawPublisher::connect(server.rtmp, "live").expect("connect accepted");
-    let reply = publisher.obs_publish(name).unwrap();
-    assert!(
-        matches!(&reply, Reply::Status { code, .. } if code == "NetStream.Publish.Start"),
-        "publish of {name} refused: {reply:?}"
-    );
-    publisher
-}
 
 fn refused(reply: &Reply) -> bool {
     match reply {
@@ -67,23 +28,10 @@ fn wait_for_playlist(server: &Spherecast, name: &str, want: &str) -> String {
     .text()
 }
 
-fn recordings_in(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    found.retain(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(&format!("{name}-")) && n.ends_with(".flv"))
-    });
-    found.sort();
-    found
-}
-
 fn wait_for_recording(server: &Spherecast, name: &str) -> PathBuf {
     let ingress = server.data.join("ingress");
     for _ in 0..200 {
-        if let Some(found) = recordings_in(&ingress, name).pop() {
+        if let Some(found) = clip::flv_files(&ingress, &format!("{name}-")).pop() {
             return found;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -102,7 +50,7 @@ fn metrics(server: &Spherecast) -> String {
 #[test]
 fn an_obs_style_client_publishes_with_a_chunk_size_change_and_is_served_then_ended() {
     let tmp = tempfile::tempdir().unwrap();
-    let tags = sample_tags(tmp.path(), 4.0);
+    let tags = clip::sample_tags(tmp.path(), 320, 240, 4.0).unwrap();
     let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
 
     let mut publisher = RawPublisher::connect(server.rtmp, "live").unwrap();
@@ -112,7 +60,7 @@ fn an_obs_style_client_publishes_with_a_chunk_size_change_and_is_served_then_end
         matches!(&reply, Reply::Status { code, .. } if code == "NetStream.Publish.Start"),
         "{reply:?}"
     );
-    send_tags(&mut publisher, &tags, 0);
+    publisher.send_tags(&tags, 0).unwrap();
 
     let master = wait_until(
         &server.http_url("/hls/obs.m3u8"),
@@ -195,10 +143,10 @@ fn gstreamer_rtmp2sink_publishes() {
 #[test]
 fn garbage_and_cut_handshakes_are_dropped_without_disturbing_a_live_stream() {
     let tmp = tempfile::tempdir().unwrap();
-    let tags = sample_tags(tmp.path(), 4.0);
+    let tags = clip::sample_tags(tmp.path(), 320, 240, 4.0).unwrap();
     let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
-    let mut live = publish_ok(&server, "steady");
-    send_tags(&mut live, &tags[..tags.len() / 2], 0);
+    let mut live = RawPublisher::publish_started(server.rtmp, "steady").unwrap();
+    live.send_tags(&tags[..tags.len() / 2], 0).unwrap();
 
     // Garbage instead of a handshake.
     let mut garbage = TcpStream::connect(server.rtmp).unwrap();
@@ -216,7 +164,7 @@ fn garbage_and_cut_handshakes_are_dropped_without_disturbing_a_live_stream() {
         "garbage chunks did not close the connection"
     );
 
-    send_tags(&mut live, &tags[tags.len() / 2..], 0);
+    live.send_tags(&tags[tags.len() / 2..], 0).unwrap();
     live.unpublish("steady").unwrap();
     let playlist = wait_for_playlist(&server, "steady", "#EXT-X-ENDLIST");
     assert!(
@@ -267,9 +215,9 @@ fn a_client_that_stops_reading_is_disconnected_and_others_go_on() {
     wait_until(&server.http_url("/metrics"), Duration::from_secs(5), |r| {
         metric(&r.text(), "spherecast_origin_connections") == Some(0.0)
     });
-    let tags = sample_tags(tmp.path(), 2.0);
-    let mut other = publish_ok(&server, "other");
-    send_tags(&mut other, &tags, 0);
+    let tags = clip::sample_tags(tmp.path(), 320, 240, 2.0).unwrap();
+    let mut other = RawPublisher::publish_started(server.rtmp, "other").unwrap();
+    other.send_tags(&tags, 0).unwrap();
     other.unpublish("other").unwrap();
     wait_for_playlist(&server, "other", "#EXT-X-ENDLIST");
 }
@@ -298,7 +246,7 @@ fn a_bad_key_is_refused_and_a_good_key_publishes() {
         ),
         Some(3.0)
     );
-    let _ok = publish_ok(&server, "cam?key=s3cret");
+    let _ok = RawPublisher::publish_started(server.rtmp, "cam?key=s3cret").unwrap();
     assert_eq!(get(&server.http_url("/api/streams/cam")).status, 200);
 }
 
@@ -318,7 +266,7 @@ fn stream_names_that_could_escape_their_folder_are_refused() {
 fn a_second_publisher_on_a_live_name_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
-    let _first = publish_ok(&server, "dup");
+    let _first = RawPublisher::publish_started(server.rtmp, "dup").unwrap();
     let mut second = RawPublisher::connect(server.rtmp, "live").unwrap();
     let reply = second.obs_publish("dup").unwrap();
     assert!(refused(&reply), "{reply:?}");
@@ -334,13 +282,13 @@ fn hevc_is_rejected_with_a_log_line_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
     // Legacy FLV codec id 12 (HEVC), keyframe, sequence header.
-    let mut legacy = publish_ok(&server, "hevc1");
+    let mut legacy = RawPublisher::publish_started(server.rtmp, "hevc1").unwrap();
     legacy
         .send_video(0, &[0x1c, 0x00, 0, 0, 0, 1, 2, 3])
         .unwrap();
     assert!(legacy.is_closed_by_server(Duration::from_secs(5)));
     // Enhanced RTMP: ExVideoTagHeader with FourCC hvc1.
-    let mut enhanced = publish_ok(&server, "hevc2");
+    let mut enhanced = RawPublisher::publish_started(server.rtmp, "hevc2").unwrap();
     enhanced
         .send_video(0, &[0x90, b'h', b'v', b'c', b'1', 1, 2, 3])
         .unwrap();
@@ -360,12 +308,12 @@ fn hevc_is_rejected_with_a_log_line_naming_it() {
 #[test]
 fn timestamps_that_jump_backwards_give_a_discontinuity_and_the_stream_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
-    let tags = sample_tags(tmp.path(), 4.0);
+    let tags = clip::sample_tags(tmp.path(), 320, 240, 4.0).unwrap();
     let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
-    let mut publisher = publish_ok(&server, "jumpy");
-    send_tags(&mut publisher, &tags, 60_000);
+    let mut publisher = RawPublisher::publish_started(server.rtmp, "jumpy").unwrap();
+    publisher.send_tags(&tags, 60_000).unwrap();
     // The encoder restarts its clock: timestamps go back by a minute.
-    send_tags(&mut publisher, &tags, 0);
+    publisher.send_tags(&tags, 0).unwrap();
     publisher.unpublish("jumpy").unwrap();
     let playlist = wait_for_playlist(&server, "jumpy", "#EXT-X-ENDLIST");
     assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
@@ -379,10 +327,10 @@ fn timestamps_that_jump_backwards_give_a_discontinuity_and_the_stream_goes_on() 
 #[test]
 fn a_publisher_that_disconnects_mid_tag_still_ends_its_stream_and_its_recording_uploads() {
     let tmp = tempfile::tempdir().unwrap();
-    let tags = sample_tags(tmp.path(), 3.0);
+    let tags = clip::sample_tags(tmp.path(), 320, 240, 3.0).unwrap();
     let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
-    let mut publisher = publish_ok(&server, "cut");
-    send_tags(&mut publisher, &tags, 0);
+    let mut publisher = RawPublisher::publish_started(server.rtmp, "cut").unwrap();
+    publisher.send_tags(&tags, 0).unwrap();
     let big = vec![0x27u8; 20_000];
     let chunks = publisher.video_chunks(3_100, &big).unwrap();
     publisher.send_raw(&chunks[..chunks.len() / 2]).unwrap();
@@ -406,7 +354,7 @@ fn an_idle_publisher_is_disconnected() {
         &["--config", config.to_str().unwrap()],
     )
     .unwrap();
-    let mut publisher = publish_ok(&server, "sleepy");
+    let mut publisher = RawPublisher::publish_started(server.rtmp, "sleepy").unwrap();
     assert!(
         publisher.is_closed_by_server(Duration::from_secs(5)),
         "idle publisher kept"
@@ -418,7 +366,7 @@ fn an_idle_publisher_is_disconnected() {
 fn the_operator_can_drop_a_stream_only_with_the_token() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Spherecast::up(&tmp.path().join("data"), &["--api-token", "t0ken"]).unwrap();
-    let mut publisher = publish_ok(&server, "victim");
+    let mut publisher = RawPublisher::publish_started(server.rtmp, "victim").unwrap();
     let url = server.http_url("/api/streams/victim");
     assert_eq!(
         testkit::http::request(reqwest::Method::DELETE, &url, None).status,
@@ -440,11 +388,11 @@ fn the_operator_can_drop_a_stream_only_with_the_token() {
 fn a_message_that_crashes_the_rtmp_parser_costs_only_its_connection() {
     use testkit::rtmp::Amf0Value;
     let tmp = tempfile::tempdir().unwrap();
-    let tags = sample_tags(tmp.path(), 2.0);
+    let tags = clip::sample_tags(tmp.path(), 320, 240, 2.0).unwrap();
     let server = Spherecast::up(&tmp.path().join("data"), &[]).unwrap();
     // rml_rtmp 0.8 indexes past the end of an @setDataFrame without its metadata.
-    let mut publisher = publish_ok(&server, "fragile");
-    send_tags(&mut publisher, &tags[..tags.len() / 2], 0);
+    let mut publisher = RawPublisher::publish_started(server.rtmp, "fragile").unwrap();
+    publisher.send_tags(&tags[..tags.len() / 2], 0).unwrap();
     publisher
         .send_data(vec![
             Amf0Value::Utf8String("@setDataFrame".into()),
@@ -463,8 +411,8 @@ fn a_message_that_crashes_the_rtmp_parser_costs_only_its_connection() {
 
     // The name is free again, the stream ended cleanly and no gauge leaked.
     wait_for_playlist(&server, "fragile", "#EXT-X-ENDLIST");
-    let mut again = publish_ok(&server, "fragile");
-    send_tags(&mut again, &tags, 0);
+    let mut again = RawPublisher::publish_started(server.rtmp, "fragile").unwrap();
+    again.send_tags(&tags, 0).unwrap();
     again.unpublish("fragile").unwrap();
     drop(again);
     wait_until(&server.http_url("/metrics"), Duration::from_secs(5), |r| {

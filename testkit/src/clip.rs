@@ -184,3 +184,56 @@ pub fn packet_span_secs(input: &str) -> anyhow::Result<f64> {
     }
     Ok(end - start)
 }
+
+/// One FLV tag read from a clip: kind, timestamp in ms, body as sent over RTMP.
+pub type Tag = (media::flv::TagKind, u32, Vec<u8>);
+
+/// The audio and video tags of a fresh ffmpeg test clip (H.264 with a keyframe every second,
+/// AAC), made in `dir` once per size and length.
+pub fn sample_tags(dir: &Path, width: u32, height: u32, seconds: f64) -> anyhow::Result<Vec<Tag>> {
+    let path = dir.join(format!("sample-{width}x{height}-{seconds}.flv"));
+    if !path.exists() {
+        make_flv(&path, width, height, 30, seconds, 30)?;
+    }
+    let bytes = std::fs::read(&path)?;
+    let file = media::flv::parse_file(&bytes).context("ffmpeg wrote an FLV that does not parse")?;
+    Ok(file
+        .tags
+        .iter()
+        .filter(|t| t.kind != media::flv::TagKind::Script)
+        .map(|t| (t.kind, t.timestamp_ms, t.body.to_vec()))
+        .collect())
+}
+
+/// The `.flv` files in `dir` whose names start with `prefix`, sorted.
+pub fn flv_files(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    found.retain(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".flv"))
+    });
+    found.sort();
+    found
+}
+
+/// Waits until `dir` holds at least one `prefix*.flv`, then returns them all.
+pub fn wait_for_flv_files(
+    dir: &Path,
+    prefix: &str,
+    limit: std::time::Duration,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let found = flv_files(dir, prefix);
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("no {prefix}*.flv in {} after {limit:?}", dir.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

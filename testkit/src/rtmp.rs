@@ -37,7 +37,43 @@ pub enum Reply {
     },
 }
 
+impl Reply {
+    /// The server accepted the publish (`NetStream.Publish.Start`).
+    pub fn is_started(&self) -> bool {
+        matches!(self, Reply::Status { code, .. } if code == "NetStream.Publish.Start")
+    }
+}
+
 impl RawPublisher {
+    /// Connects to `live` and publishes `name` the way OBS does; returns the server's answer.
+    pub fn publish(addr: SocketAddr, name: &str) -> anyhow::Result<(RawPublisher, Reply)> {
+        let mut publisher = RawPublisher::connect(addr, "live")?;
+        let reply = publisher.obs_publish(name)?;
+        Ok((publisher, reply))
+    }
+
+    /// Publishes `name`, failing unless the server accepts.
+    pub fn publish_started(addr: SocketAddr, name: &str) -> anyhow::Result<RawPublisher> {
+        let (publisher, reply) = Self::publish(addr, name)?;
+        if !reply.is_started() {
+            bail!("publish of {name} refused: {reply:?}");
+        }
+        Ok(publisher)
+    }
+
+    /// Sends clip tags in order, timestamps shifted by `offset_ms` (clamped at 0).
+    pub fn send_tags(&mut self, tags: &[crate::clip::Tag], offset_ms: i64) -> anyhow::Result<()> {
+        for (kind, ts, body) in tags {
+            let ts = (i64::from(*ts) + offset_ms).max(0) as u32;
+            match kind {
+                media::flv::TagKind::Video => self.send_video(ts, body)?,
+                media::flv::TagKind::Audio => self.send_audio(ts, body)?,
+                media::flv::TagKind::Script => {}
+            }
+        }
+        Ok(())
+    }
+
     /// TCP connect, RTMP handshake and `connect(app)`; fails if the server rejects it.
     pub fn connect(addr: SocketAddr, app: &str) -> anyhow::Result<RawPublisher> {
         let mut socket = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
