@@ -5,6 +5,7 @@
 //! reaches the segmentation logic quickly; op 0xff calls `finish`.
 #![no_main]
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
@@ -65,13 +66,48 @@ fuzz_target!(|data: &[u8]| {
     out.extend(seg.finish());
     let _ = seg.stream_info();
 
+    let mut cc: HashMap<u16, u8> = HashMap::new();
+    let mut last_dts: HashMap<u16, u64> = HashMap::new();
     for (i, s) in out.iter().enumerate() {
         assert_eq!(s.data.len() % 188, 0, "whole TS packets");
         assert!(s.data.len() >= 2 * 188, "PAT and PMT first");
-        assert_eq!(s.data[0], 0x47);
         assert_eq!(s.sequence, i as u64, "consecutive sequence numbers");
         if let Some(prev) = i.checked_sub(1).map(|p| &out[p]) {
             assert!(s.start_dts_90k >= prev.start_dts_90k, "segment starts are monotonic");
         }
+        if s.discontinuity {
+            // A new muxer (changed track set) may restart continuity counters.
+            cc.clear();
+        }
+        for pkt in s.data.chunks(188) {
+            assert_eq!(pkt[0], 0x47, "sync byte");
+            let pid = (u16::from(pkt[1] & 0x1f) << 8) | u16::from(pkt[2]);
+            let counter = pkt[3] & 0x0f;
+            if let Some(prev) = cc.insert(pid, counter) {
+                assert_eq!(counter, (prev + 1) & 0x0f, "continuity on pid {pid:#x}");
+            }
+            let pusi = pkt[1] & 0x40 != 0;
+            if !pusi || !(pid == 0x100 || pid == 0x101) {
+                continue;
+            }
+            let start = if pkt[3] & 0x20 != 0 { 5 + usize::from(pkt[4]) } else { 4 };
+            let pes = &pkt[start..];
+            assert_eq!(&pes[..3], &[0, 0, 1], "PES start code");
+            let pts = read_ts(&pes[9..14]);
+            let dts = if pes[7] & 0x40 != 0 { read_ts(&pes[14..19]) } else { pts };
+            assert!(pts >= dts, "PTS below DTS");
+            // Timestamps stay far below 2^33 in any fuzz run, so no wrap to account for.
+            if let Some(prev) = last_dts.insert(pid, dts) {
+                assert!(dts > prev, "DTS on pid {pid:#x} went from {prev} to {dts}");
+            }
+        }
     }
 });
+
+fn read_ts(b: &[u8]) -> u64 {
+    (u64::from((b[0] >> 1) & 0x07) << 30)
+        | (u64::from(b[1]) << 22)
+        | (u64::from(b[2] >> 1) << 15)
+        | (u64::from(b[3]) << 7)
+        | u64::from(b[4] >> 1)
+}
