@@ -1,16 +1,23 @@
 //! The live HLS segmenter: FLV/RTMP audio and video tags in, MPEG-TS segments out.
 //!
 //! A plain struct with no I/O and no clock: the caller pushes tags with their RTMP timestamps
-//! (milliseconds) and receives each completed [`Segment`]. Inside, timestamps are mapped onto a
-//! continuous output timeline in 90 kHz ticks that starts at [`OUTPUT_START_90K`]: timestamp
-//! jumps (encoder restarts, 32-bit wrap, clock steps) are rebased away and reported as
-//! discontinuities, so output PTS/DTS never go backwards.
+//! (milliseconds) and receives each completed [`Segment`]. Inside, each stream's timestamps are
+//! mapped onto one continuous output timeline in 90 kHz ticks that starts at
+//! [`OUTPUT_START_90K`]. The 32-bit millisecond wrap is followed seamlessly. Timestamp jumps
+//! (encoder restarts, clock steps) are rebased so the new timeline continues one frame after the
+//! old one, and they start a discontinuous segment. Output DTS therefore strictly increase per
+//! stream.
 //!
-//! Segmentation: the first segment starts at the first video key frame (earlier frames are
-//! dropped); a segment is cut at a key frame once it is at least `target_duration` long, and
-//! forcibly at any frame once it reaches `max_fragment` or `max_segment_bytes`. Audio-only
-//! streams cut at `target_duration` on any audio frame. Audio and video are interleaved by
-//! decode time through a small reorder buffer.
+//! Segmentation: the first segment starts at the first video key frame (earlier frames, and
+//! audio before it, are dropped). A segment is cut at a key frame once it is at least
+//! `target_duration` long, and at any frame once it reaches `max_fragment` or
+//! `max_segment_bytes`. Audio-only streams are cut at `target_duration` on any audio frame. A
+//! stream counts as audio-only when no AVC sequence header arrives within its first second of
+//! audio. Audio and video are interleaved by decode time through a reorder buffer. The buffer
+//! holds one stream back for up to 1 s while the other is silent.
+//!
+//! Only H.264 video and AAC audio can be packaged. Other codecs are rejected frame by frame
+//! with [`SegmenterError`], and the rest of the stream carries on.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -303,14 +310,14 @@ impl LiveSegmenter {
             sample_rate: asc.sbr.map_or(asc.sample_rate, |(_, rate)| rate),
             channels: asc.channels(),
         });
-        let (bytes, ticks) = self
+        let (total_bytes, total_ticks) = self
             .recent
             .iter()
             .fold((0u64, 0u64), |(b, t), &(sb, st)| (b + sb as u64, t + st));
-        let average_bitrate_bps = (ticks > 0).then(|| bytes * 8 * 90_000 / ticks);
+        let average_bitrate_bps = (total_ticks > 0).then(|| total_bytes * 8 * 90_000 / total_ticks);
         // Very short segments (forced cuts) would inflate the peak; ignore those under half
         // the target.
-        let min_ticks = ticks_to_min(self.config.target_duration);
+        let min_ticks = ticks(self.config.target_duration) / 2;
         let peak_bitrate_bps = self
             .recent
             .iter()
@@ -793,10 +800,6 @@ impl LiveSegmenter {
         }
         self.ready.push(segment);
     }
-}
-
-fn ticks_to_min(target: Duration) -> u64 {
-    ticks(target) / 2
 }
 
 fn flush_audio(
