@@ -208,7 +208,14 @@ impl Publication {
         let Recording::Active(recorder) = &mut self.recording else {
             return;
         };
-        match write(recorder) {
+        // A rollover fsyncs a part of up to max_size_kib: keep it off the async workers so
+        // other streams and HTTP are not stalled. Plain writes go to the page cache.
+        let written = if recorder.rollover_due() {
+            tokio::task::block_in_place(|| write(recorder))
+        } else {
+            write(recorder)
+        };
+        match written {
             Ok(Some(part)) => self.submit(origin, part),
             Ok(None) => {}
             Err(e) => {
@@ -216,7 +223,7 @@ impl Publication {
                 error!(stream = %self.stream.name, error = %e, "Recording stopped; live HLS goes on.");
                 if let Recording::Active(recorder) =
                     std::mem::replace(&mut self.recording, Recording::Failed)
-                    && let Some(partial) = recorder.abandon()
+                    && let Some(partial) = tokio::task::block_in_place(|| recorder.abandon())
                 {
                     self.submit(origin, partial);
                 }

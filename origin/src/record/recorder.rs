@@ -130,6 +130,12 @@ impl Recorder {
     }
 
     /// The file currently written.
+    /// True once the current part is past the size limit: the next keyframe (or audio frame
+    /// without video) rolls over, which ends with an `fsync` of the finished part.
+    pub fn rollover_due(&self) -> bool {
+        self.part.len >= self.max_size
+    }
+
     pub fn path(&self) -> &Path {
         &self.part.path
     }
