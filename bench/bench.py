@@ -559,6 +559,9 @@ def cmd_table(args):
     lines += [fmt_row(r) for r in body]
     lines.append("")
     lines.append("Lower is better for CPU and time to first playlist; higher is better for req/s.")
+    lines.append("CPU is read in 10 ms clock ticks: over the 10 s window a figure is good to about "
+                 "+-0.1 % of a core,\nso the 1-publisher ratio is coarse; the many-publisher one "
+                 "is the meaningful CPU comparison.")
 
     lines.append("")
     lines.append("Details:")

@@ -259,8 +259,9 @@ done
   echo
   "${PY[@]}" table --results "$RESULTS" --publishers "$PUBLISHERS"
   echo
-  echo "Caveat: load generators (ffmpeg, wrk) and the server share the same $(nproc) cores; req/s"
-  echo "figures are bounded by that, and all figures vary by a few % between runs."
+  echo "Caveat: load generators (ffmpeg, wrk) and the server share the same $(nproc) cores, so req/s"
+  echo "figures measure client and server together. Other work on the machine (see \"other"
+  echo "processes\") moves req/s figures by up to 2x between runs: compare ratios within one run."
 } | tee "$CACHE/last-run.txt"
 
 if [ "$FAILED" != 0 ]; then
