@@ -67,6 +67,10 @@ pub async fn serve(
     let _enter = span.enter();
     match result {
         Ok(()) => debug!("RTMP connection closed."),
+        // TCP health checks (load balancers, monitoring) connect and close without a word.
+        Err(ConnError::ClosedInHandshake) => {
+            debug!("RTMP client closed the connection during the handshake.")
+        }
         Err(ConnError::Io(error)) if is_disconnect(&error) => {
             debug!(%error, "RTMP client disconnected.")
         }
