@@ -73,8 +73,16 @@ fn live_hls_is_served_with_the_right_headers_and_unknown_names_are_404() {
         "/hls/hdr_src/999.ts",
         "/hls/hdr_src/x.ts",
         "/hls/hdr",
+        "/hls/a/b/c",
+        "/nothing-here",
     ] {
-        assert_eq!(get(&server.http_url(path)).status, 404, "{path}");
+        let response = get(&server.http_url(path));
+        assert_eq!(response.status, 404, "{path}");
+        assert_eq!(
+            response.header("access-control-allow-origin"),
+            "*",
+            "{path}"
+        );
     }
 
     let api = get(&server.http_url("/api/streams/hdr"));

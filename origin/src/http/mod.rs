@@ -32,6 +32,7 @@ pub fn router(origin: Arc<Origin>) -> Router {
         .route("/api/streams/{name}", get(one_stream).delete(drop_stream))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async { not_found() })
         .with_state(origin)
 }
 
