@@ -134,7 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 settings.ingress.bucket = Some(bucket);
             }
             let ingress = ingress(&settings).await?;
-            origin::run(settings.origin, ingress, shutdown, None).await
+            origin::run(settings.origin, ingress, shutdown).await
         }
     }
 }
@@ -143,7 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn up(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let ingress = ingress(&settings).await?;
     info!(data = %settings.origin.data_dir.display(), "Starting spherecast up.");
-    origin::run(settings.origin, ingress, shutdown, None).await
+    origin::run(settings.origin, ingress, shutdown).await
 }
 
 /// Builds the ingress ports from settings: S3 (+ S3's own events) or a local folder (+ the

@@ -29,26 +29,10 @@ pub enum Decision {
 /// Splits `NAME?a=b&c=d` into the name and its URL-decoded query arguments.
 pub fn split_stream_key(raw: &str) -> (String, Vec<(String, String)>) {
     let (name, query) = raw.split_once('?').unwrap_or((raw, ""));
-    let args = url_decode_form(query);
-    (name.to_string(), args)
-}
-
-fn url_decode_form(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let spaced = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8_lossy()
+    let args = form_urlencoded::parse(query.as_bytes())
         .into_owned()
+        .collect();
+    (name.to_string(), args)
 }
 
 /// Stream names are limited to a charset that cannot form a path: ASCII letters, digits,
@@ -80,7 +64,7 @@ pub struct Authorizer {
 impl Authorizer {
     pub fn new(config: PublishConfig) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(config.on_publish_timeout_or_default())
+            .timeout(config.on_publish_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a reqwest client with a timeout and no redirects always builds");
@@ -160,16 +144,6 @@ impl Authorizer {
             }
         } else {
             Decision::Deny(format!("on_publish callback answered {status}"))
-        }
-    }
-}
-
-impl PublishConfig {
-    fn on_publish_timeout_or_default(&self) -> std::time::Duration {
-        if self.on_publish_timeout.is_zero() {
-            std::time::Duration::from_secs(3)
-        } else {
-            self.on_publish_timeout
         }
     }
 }

@@ -59,7 +59,7 @@ impl Default for OriginConfig {
 
 /// Who may publish. With nothing configured every publish is allowed, which the origin only
 /// accepts on a loopback address (or with `allow_open_publish`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PublishConfig {
     /// Keys accepted for any stream name: `rtmp://HOST/live/NAME?key=SECRET`.
@@ -72,6 +72,17 @@ pub struct PublishConfig {
     /// The callback's answer must arrive within this time, or the publish is rejected.
     #[serde(with = "millis")]
     pub on_publish_timeout: Duration,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            stream_keys: BTreeMap::new(),
+            on_publish: None,
+            on_publish_timeout: Duration::from_secs(3),
+        }
+    }
 }
 
 impl PublishConfig {

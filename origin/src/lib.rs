@@ -12,7 +12,6 @@ pub mod rtmp;
 pub mod streams;
 pub mod upload;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,13 +49,6 @@ pub struct Origin {
     pub tasks: tokio_util::task::TaskTracker,
 }
 
-/// Addresses the origin actually listens on (useful with port 0).
-#[derive(Debug, Clone, Copy)]
-pub struct Bound {
-    pub rtmp: SocketAddr,
-    pub http: SocketAddr,
-}
-
 /// Refuses an open publish point on a reachable address: only the operator may publish.
 pub fn check_publish_exposure(config: &OriginConfig) -> anyhow::Result<()> {
     if !config.rtmp_listen.ip().is_loopback()
@@ -72,13 +64,11 @@ pub fn check_publish_exposure(config: &OriginConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds both listeners, resumes pending work, and serves until `shutdown`. `ready` receives
-/// the bound addresses once the origin accepts connections.
+/// Binds both listeners, resumes pending work, and serves until `shutdown`.
 pub async fn run(
     config: OriginConfig,
     ingress: Ingress,
     shutdown: CancellationToken,
-    ready: Option<tokio::sync::oneshot::Sender<Bound>>,
 ) -> anyhow::Result<()> {
     check_publish_exposure(&config)?;
     let recording_dir = config.data_dir.join("recordings");
@@ -107,10 +97,7 @@ pub async fn run(
     let http_listener = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
-    let bound = Bound {
-        rtmp: rtmp_listener.local_addr()?,
-        http: http_listener.local_addr()?,
-    };
+    let (rtmp_addr, http_addr) = (rtmp_listener.local_addr()?, http_listener.local_addr()?);
 
     let origin = Arc::new(Origin {
         streams: Streams::new(
@@ -146,10 +133,7 @@ pub async fn run(
             .with_graceful_shutdown(async move { http_stop.cancelled().await })
             .await
     });
-    info!(rtmp = %bound.rtmp, http = %bound.http, "Origin listening.");
-    if let Some(ready) = ready {
-        let _ = ready.send(bound);
-    }
+    info!(rtmp = %rtmp_addr, http = %http_addr, "Origin listening.");
     rtmp::run(rtmp_listener, origin.clone(), shutdown.clone()).await;
     // Every connection has finalised its recording; wait until each is in the spool.
     origin.tasks.close();

@@ -43,7 +43,7 @@ impl Metrics {
         registry.register("connections", "Open RTMP connections", m.connections);
         registry.register(
             "connections_rejected",
-            "RTMP connections refused (limit reached, bad handshake)",
+            "RTMP connections refused because the connection limit was reached",
             m.connections_rejected,
         );
         registry.register(

@@ -40,7 +40,6 @@ pub struct Publication {
     segmenter: media::hls::LiveSegmenter,
     recording: Recording,
     record_enabled: bool,
-    started: SystemTime,
     segments: u64,
     bad_tags: u64,
 }
@@ -66,7 +65,6 @@ impl Publication {
             segmenter,
             recording: Recording::Idle,
             record_enabled: origin.config.record.enabled,
-            started: SystemTime::now(),
             segments: 0,
             bad_tags: 0,
         }
@@ -196,7 +194,12 @@ impl Publication {
         }
         if let Recording::Idle = self.recording {
             let max = origin.config.record.max_size_kib.saturating_mul(1024);
-            match Recorder::create(&origin.recording_dir, &self.stream.name, self.started, max) {
+            match Recorder::create(
+                &origin.recording_dir,
+                &self.stream.name,
+                self.stream.started_at,
+                max,
+            ) {
                 Ok(recorder) => self.recording = Recording::Active(Box::new(recorder)),
                 Err(e) => {
                     origin.metrics.recordings_failed.inc();

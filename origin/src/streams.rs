@@ -39,7 +39,6 @@ struct Hls {
     data: VecDeque<(u64, Bytes)>,
     media_playlist: Option<Bytes>,
     master_playlist: Option<Bytes>,
-    ended: bool,
 }
 
 /// One stream name's live state. Shared by its publisher (writer) and HTTP (readers).
@@ -67,7 +66,6 @@ impl LiveStream {
             data: VecDeque::new(),
             media_playlist: None,
             master_playlist: None,
-            ended: false,
         };
         Self {
             name,
@@ -131,14 +129,9 @@ impl LiveStream {
         self.publishing.store(false, Ordering::Release);
         *self.ended_at.write().expect("ended lock") = Some(Instant::now());
         let mut hls = self.hls.write().expect("hls lock");
-        hls.ended = true;
         if !hls.data.is_empty() {
             hls.media_playlist = Some(Bytes::from(hls.window.render(true)));
         }
-    }
-
-    pub fn has_segments(&self) -> bool {
-        !self.hls.read().expect("hls lock").data.is_empty()
     }
 
     pub fn master_playlist(&self) -> Option<Bytes> {
@@ -147,11 +140,6 @@ impl LiveStream {
 
     pub fn media_playlist(&self) -> Option<Bytes> {
         self.hls.read().expect("hls lock").media_playlist.clone()
-    }
-
-    /// Target duration in seconds, for the playlist Cache-Control.
-    pub fn target_duration_secs(&self) -> u64 {
-        self.hls.read().expect("hls lock").window.target_duration()
     }
 
     pub fn segment(&self, sequence: u64) -> Option<Bytes> {

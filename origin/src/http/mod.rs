@@ -40,12 +40,8 @@ async fn master_playlist(State(origin): State<Arc<Origin>>, Path(file): Path<Str
     let Some(name) = file.strip_suffix(".m3u8") else {
         return not_found();
     };
-    match origin
-        .streams
-        .get(name)
-        .and_then(|s| s.master_playlist().map(|p| (p, s)))
-    {
-        Some((body, _)) => playlist_response(body, &origin),
+    match origin.streams.get(name).and_then(|s| s.master_playlist()) {
+        Some(body) => playlist_response(body, &origin),
         None => not_found(),
     }
 }
@@ -128,7 +124,7 @@ pub struct StreamSummary {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub frame_rate: Option<f64>,
-    /// Average ingest bitrate since the publish started, bits per second.
+    /// Bits per second: measured on the recent segments, or the ingest rate before the first.
     pub bitrate: u64,
     pub uptime_secs: f64,
     pub playlist: String,

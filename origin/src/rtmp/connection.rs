@@ -59,6 +59,7 @@ pub async fn serve(
         app: None,
         closing: None,
         last_media: Instant::now(),
+        kick: CancellationToken::new(),
     };
     let result = conn.run(shutdown).instrument(span.clone()).await;
     if let Some(publication) = conn.publication.take() {
@@ -100,6 +101,8 @@ struct Connection<'a> {
     closing: Option<ConnError>,
     /// Last audio or video from the publisher: pings and acks do not keep a publish alive.
     last_media: Instant,
+    /// Cancelled when the operator drops the stream; a token nobody cancels before a publish.
+    kick: CancellationToken,
 }
 
 impl Connection<'_> {
@@ -123,11 +126,6 @@ impl Connection<'_> {
         let connected_at = Instant::now();
         let mut buf = vec![0u8; READ_BUFFER];
         loop {
-            let kick = self
-                .publication
-                .as_ref()
-                .map(|p| p.stream.kick.clone())
-                .unwrap_or_default();
             let (deadline, limit) = if self.publication.is_some() {
                 (
                     self.last_media + config.idle_timeout,
@@ -141,7 +139,7 @@ impl Connection<'_> {
             };
             let read = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                _ = kick.cancelled() => return Err(ConnError::Refused("stream dropped by the operator".into())),
+                _ = self.kick.cancelled() => return Err(ConnError::Refused("stream dropped by the operator".into())),
                 read = tokio::time::timeout_at(deadline.into(), self.socket.read(&mut buf)) => read,
             };
             let n = read.map_err(|_| limit)??;
@@ -269,6 +267,7 @@ impl Connection<'_> {
                 ..
             } => match self.start_publish(&app_name, &stream_key).await {
                 Ok(publication) => {
+                    self.kick = publication.stream.kick.clone();
                     self.publication = Some(publication);
                     self.last_media = Instant::now();
                     session.accept_request(request_id).map_err(protocol)
