@@ -2,45 +2,14 @@
 //! is fetched over HTTP and checked with ffprobe; the finished recording lands in
 //! `DATA/ingress/` with its S3 event on the embedded queue.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use testkit::clip;
+use testkit::http::{get, metric, wait_until};
 use testkit::up::Spherecast;
 
 const PUSH_SECS: f64 = 6.0;
-
-async fn get(url: &str) -> reqwest::Response {
-    reqwest::get(url)
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
-}
-
-/// Polls until `url` answers 200, or panics after `limit`.
-async fn wait_for_200(url: &str, limit: Duration) -> reqwest::Response {
-    let deadline = Instant::now() + limit;
-    loop {
-        let response = get(url).await;
-        if response.status() == 200 {
-            return response;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} still answers {} after {limit:?}",
-            response.status()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
 
 /// Segment URIs of a media playlist, in order.
 fn segment_uris(playlist: &str) -> Vec<String> {
@@ -75,20 +44,8 @@ fn video_span(probe: &Value) -> (f64, f64, bool) {
     (dts(first), dts(packets.last().unwrap()), keyframe)
 }
 
-fn find_recordings(dir: &Path, stream: &str) -> Vec<std::path::PathBuf> {
-    let mut found: Vec<_> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    found.retain(|p: &std::path::PathBuf| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(&format!("{stream}-")) && n.ends_with(".flv"))
-    });
-    found
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
+#[test]
+fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let mut server = Spherecast::up(&data, &[]).expect("spherecast up starts");
@@ -97,13 +54,17 @@ async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
         clip::push_test_pattern(&server.rtmp_url("e2e"), 1280, 720, 30, PUSH_SECS, 60).unwrap();
 
     // Master playlist: codecs and resolution from the SPS and AudioSpecificConfig.
-    let master = wait_for_200(&server.http_url("/hls/e2e.m3u8"), Duration::from_secs(20)).await;
+    let master = wait_until(
+        &server.http_url("/hls/e2e.m3u8"),
+        Duration::from_secs(20),
+        |r| r.status == 200,
+    );
     assert_eq!(
-        header(&master, "content-type"),
+        master.header("content-type"),
         "application/vnd.apple.mpegurl"
     );
-    assert_eq!(header(&master, "access-control-allow-origin"), "*");
-    let cache = header(&master, "cache-control");
+    assert_eq!(master.header("access-control-allow-origin"), "*");
+    let cache = master.header("cache-control");
     let max_age: u64 = cache
         .strip_prefix("max-age=")
         .and_then(|v| v.parse().ok())
@@ -112,7 +73,7 @@ async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
         max_age <= 1,
         "playlist max-age {max_age} exceeds half the 2 s target"
     );
-    let master = master.text().await.unwrap();
+    let master = master.text();
     assert!(master.contains("RESOLUTION=1280x720"), "{master}");
     assert!(
         master.contains("CODECS=\"avc1.") && master.contains("mp4a.40.2"),
@@ -122,24 +83,14 @@ async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
     assert!(master.contains("e2e_src/index.m3u8"), "{master}");
 
     // Let the push finish; the playlist then ends with EXT-X-ENDLIST.
-    let status = tokio::task::spawn_blocking(move || push.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = push.wait().unwrap();
     assert!(status.success(), "ffmpeg push failed: {status}");
-    let playlist_url = server.http_url("/hls/e2e_src/index.m3u8");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let playlist = loop {
-        let text = get(&playlist_url).await.text().await.unwrap();
-        if text.contains("#EXT-X-ENDLIST") {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no EXT-X-ENDLIST after the publisher stopped:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let playlist = wait_until(
+        &server.http_url("/hls/e2e_src/index.m3u8"),
+        Duration::from_secs(10),
+        |r| r.text().contains("#EXT-X-ENDLIST"),
+    )
+    .text();
     let uris = segment_uris(&playlist);
     assert!(
         uris.len() >= 2,
@@ -149,13 +100,12 @@ async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
     // Every segment: H.264 + AAC, a keyframe first, DTS continuing from the previous one.
     let mut previous_last: Option<f64> = None;
     for uri in &uris {
-        let url = server.http_url(&format!("/hls/e2e_src/{uri}"));
-        let response = get(&url).await;
-        assert_eq!(response.status(), 200, "{url}");
-        assert_eq!(header(&response, "content-type"), "video/mp2t");
-        assert_eq!(header(&response, "cache-control"), "max-age=900");
+        let response = get(&server.http_url(&format!("/hls/e2e_src/{uri}")));
+        assert_eq!(response.status, 200, "{uri}");
+        assert_eq!(response.header("content-type"), "video/mp2t");
+        assert_eq!(response.header("cache-control"), "max-age=900");
         let path = tmp.path().join(uri);
-        std::fs::write(&path, response.bytes().await.unwrap()).unwrap();
+        std::fs::write(&path, &response.body).unwrap();
         let probe = clip::probe_packets(path.to_str().unwrap()).unwrap();
         assert_eq!(probe["stderr"], "", "ffprobe complained about {uri}");
         let codecs = clip::codec_names(&probe);
@@ -175,21 +125,13 @@ async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
         previous_last = Some(last);
     }
 
-    // The recording is finalised, uploaded to DATA/ingress and announced on the queue.
-    let ingress = data.join("ingress");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let recording = loop {
-        if let Some(found) = find_recordings(&ingress, "e2e").pop() {
-            break found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recording in {} ; log:\n{}",
-            ingress.display(),
-            server.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // The recording is finalised, uploaded to DATA/ingress and announced on the queue; the
+    // event goes out after the upload, so wait for the counter before stopping.
+    let recording =
+        clip::wait_for_flv_files(&data.join("ingress"), "e2e-", Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{e}; log:\n{}", server.log_text()))
+            .pop()
+            .unwrap();
     let probe = clip::probe(recording.to_str().unwrap()).unwrap();
     assert_eq!(clip::codec_names(&probe), vec!["h264", "aac"]);
     let duration = clip::packet_span_secs(recording.to_str().unwrap()).unwrap();
@@ -197,24 +139,9 @@ async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
         (duration - PUSH_SECS).abs() <= 0.5,
         "recording lasts {duration} s, pushed {PUSH_SECS} s"
     );
-
-    // The event goes on the queue after the upload: wait for it before stopping.
-    let metrics_url = server.http_url("/metrics");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !get(&metrics_url)
-        .await
-        .text()
-        .await
-        .unwrap()
-        .contains("spherecast_origin_recordings_uploaded_total 1")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the upload was never counted; log:\n{}",
-            server.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(&server.http_url("/metrics"), Duration::from_secs(10), |r| {
+        metric(&r.text(), "spherecast_origin_recordings_uploaded_total") == Some(1.0)
+    });
     let exit = server.stop(Duration::from_secs(15)).unwrap();
     assert!(exit.success(), "spherecast exited with {exit}");
 
@@ -226,8 +153,9 @@ async fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
         },
     )
     .unwrap();
-    let messages = cloud::Queue::receive(&queue, 10, Duration::from_secs(1))
-        .await
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let messages = runtime
+        .block_on(cloud::Queue::receive(&queue, 10, Duration::from_secs(1)))
         .unwrap();
     assert_eq!(messages.len(), 1, "{messages:?}");
     let cloud::S3Event::Records(records) = cloud::S3Event::decode(&messages[0].body).unwrap()

@@ -29,18 +29,14 @@ fn wait_for_playlist(server: &Spherecast, name: &str, want: &str) -> String {
 }
 
 fn wait_for_recording(server: &Spherecast, name: &str) -> PathBuf {
-    let ingress = server.data.join("ingress");
-    for _ in 0..200 {
-        if let Some(found) = clip::flv_files(&ingress, &format!("{name}-")).pop() {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "no recording of {name} in {}; log:\n{}",
-        ingress.display(),
-        server.log_text()
-    );
+    clip::wait_for_flv_files(
+        &server.data.join("ingress"),
+        &format!("{name}-"),
+        Duration::from_secs(20),
+    )
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", server.log_text()))
+    .pop()
+    .unwrap()
 }
 
 fn metrics(server: &Spherecast) -> String {
