@@ -20,6 +20,20 @@ pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 /// Largest message body both implementations accept (SQS's long-standing 256 KiB limit).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// Both queues refuse what SQS refuses: a body over [`MAX_BODY_BYTES`].
+pub(crate) fn check_body_size(body: &str) -> Result<(), QueueError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(QueueError::Rejected {
+            op: "SendMessage",
+            message: format!(
+                "body of {} bytes is larger than the {MAX_BODY_BYTES} bytes SQS accepts",
+                body.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A received message. `receipt` identifies this receive for delete and visibility changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {

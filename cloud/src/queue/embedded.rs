@@ -25,8 +25,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::{
-    MAX_BATCH, MAX_BODY_BYTES, MAX_VISIBILITY, MAX_WAIT, Message, Queue, QueueDepth, QueueError,
-    QueueSettings,
+    MAX_BATCH, MAX_VISIBILITY, MAX_WAIT, Message, Queue, QueueDepth, QueueError, QueueSettings,
 };
 
 const MESSAGES_DIR: &str = "messages";
@@ -446,15 +445,7 @@ impl Inner {
 #[async_trait]
 impl Queue for EmbeddedQueue {
     async fn send(&self, body: &str) -> Result<String, QueueError> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(QueueError::Rejected {
-                op: "SendMessage",
-                message: format!(
-                    "body of {} bytes is larger than the {MAX_BODY_BYTES} bytes SQS accepts",
-                    body.len()
-                ),
-            });
-        }
+        super::check_body_size(body)?;
         let body = body.to_owned();
         let id = self.blocking(move |inner| inner.send(body)).await?;
         self.inner.arrivals.notify_waiters();

@@ -7,8 +7,7 @@ use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 
 use super::{
-    MAX_BATCH, MAX_BODY_BYTES, MAX_VISIBILITY, MAX_WAIT, Message, Queue, QueueDepth, QueueError,
-    QueueSettings,
+    MAX_BATCH, MAX_VISIBILITY, MAX_WAIT, Message, Queue, QueueDepth, QueueError, QueueSettings,
 };
 
 /// An SQS queue.
@@ -124,15 +123,7 @@ impl SqsQueue {
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, body: &str) -> Result<String, QueueError> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(QueueError::Rejected {
-                op: "SendMessage",
-                message: format!(
-                    "body of {} bytes is larger than the {MAX_BODY_BYTES} bytes SQS accepts",
-                    body.len()
-                ),
-            });
-        }
+        super::check_body_size(body)?;
         let out = self
             .client
             .send_message()
