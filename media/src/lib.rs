@@ -9,3 +9,4 @@ pub mod flv;
 pub mod hls;
 pub mod playlist;
 pub mod ts;
+pub mod vod;
