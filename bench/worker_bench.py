@@ -36,7 +36,7 @@ PRESET = "veryfast"
 SEGMENT_SECS = 6
 KEYFRAME_SECS = 2
 BFRAMES = 3
-MAXRATE_FACTOR = 1.5  # VBV maxrate = 1.5 x video bitrate
+MAXRATE_FACTOR = 1.0  # VBV maxrate = the video bitrate (as x264enc pass=cbr sets it), 2 s buffer
 BUFSIZE_FACTOR = 2.0  # VBV buffer = 2 x video bitrate
 
 METHODS = {

@@ -62,6 +62,11 @@ pub struct MediaPlaylist<'a> {
     pub independent_segments: bool,
     /// Write `#EXT-X-I-FRAMES-ONLY` (segments are byte ranges of single I-frames).
     pub i_frames_only: bool,
+    /// Derive `#EXT-X-TARGETDURATION` from each EXTINF rounded to the nearest second, the
+    /// RFC 8216 (4.3.3.1) rule, instead of rounded up. VOD playlists use it, so 6.006 s segments
+    /// (29.97 frames/s, 2 s GOPs) keep a target of 6; live playlists round up, the cautious
+    /// choice for players that refresh by the target.
+    pub nearest_target: bool,
 }
 
 impl<'a> MediaPlaylist<'a> {
@@ -80,6 +85,7 @@ impl<'a> MediaPlaylist<'a> {
             ended: false,
             independent_segments: false,
             i_frames_only: false,
+            nearest_target: false,
         }
     }
 
@@ -90,6 +96,7 @@ impl<'a> MediaPlaylist<'a> {
             media_sequence: segments.first().map_or(0, |s| s.sequence),
             playlist_type: Some(PlaylistType::Vod),
             ended: true,
+            nearest_target: true,
             ..MediaPlaylist::live(segments, 0, 0)
         }
     }
@@ -98,7 +105,13 @@ impl<'a> MediaPlaylist<'a> {
     pub fn target_duration(&self) -> u64 {
         self.segments
             .iter()
-            .map(|s| ceil_secs(s.duration))
+            .map(|s| {
+                if self.nearest_target {
+                    nearest_secs(s.duration)
+                } else {
+                    ceil_secs(s.duration)
+                }
+            })
             .max()
             .unwrap_or(0)
             .max(self.min_target_duration)
@@ -350,6 +363,11 @@ fn ceil_secs(d: Duration) -> u64 {
     u64::try_from(round_ms(d).div_ceil(1000)).unwrap_or(u64::MAX)
 }
 
+/// Whole seconds, rounded to the nearest, of the duration as written in EXTINF.
+fn nearest_secs(d: Duration) -> u64 {
+    u64::try_from((round_ms(d) + 500) / 1000).unwrap_or(u64::MAX)
+}
+
 /// Percent-encodes the characters that would break a playlist line or a quoted attribute.
 fn escape_uri(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -416,6 +434,17 @@ mod tests {
             "a".into(),
         )];
         assert_eq!(MediaPlaylist::live(&segs, 0, 0).target_duration(), 2);
+    }
+
+    #[test]
+    fn vod_target_duration_rounds_to_the_nearest_second() {
+        let segs = [
+            seg(0, 6006, false),
+            seg(1, 6006, false),
+            seg(2, 2500, false),
+        ];
+        assert_eq!(MediaPlaylist::vod(&segs).target_duration(), 6);
+        assert_eq!(MediaPlaylist::live(&segs, 0, 0).target_duration(), 7);
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //! Segmentation: a segment starts at a video key frame whose PTS is at least
 //! `target_duration` (less half a frame) after the current segment's start. With key frames at
 //! a fixed interval that divides the target, every segment but the last lasts exactly the target
-//! and every rendition fed the same frames cuts at the same instants. Audio-only streams cut at
-//! the first frame at or past the target. Every key frame is preceded by PAT and PMT, so each
+//! and every rendition fed the same frames cuts at the same instants. Audio-only streams cut
+//! before the frame that would take a segment past the target. Every key frame is preceded by PAT and PMT, so each
 //! one can be addressed alone by a byte range in the I-frame playlist.
 
 use std::collections::VecDeque;
@@ -244,7 +244,13 @@ impl VodPackager {
             let next_audio = self.audio.front().map(|f| f.pts_90k);
             let take_video = match (next_video, next_audio) {
                 (Some(v), Some(a)) => v <= a,
-                (Some(_), None) => all || self.audio_ended,
+                (Some(_), None) => {
+                    if all || self.audio_ended {
+                        true
+                    } else {
+                        break;
+                    }
+                }
                 (None, Some(_)) => {
                     if all || self.video_ended {
                         false
@@ -353,8 +359,10 @@ impl VodPackager {
         let asc = self.asc.clone().ok_or(VodError::MissingAudioConfig)?;
         let frame_90k = asc.frame_duration_90k();
         if !self.config.has_video {
+            // Audio-only: cut before the frame that would take the segment past the target,
+            // so no segment is longer than the target.
             let due = self.open.as_ref().is_none_or(|open| {
-                frame.pts_90k + frame_90k / 2 >= open.start_90k + self.config.target_duration_90k
+                frame.pts_90k + frame_90k > open.start_90k + self.config.target_duration_90k
             });
             if due {
                 self.start_segment(frame.pts_90k, out)?;
@@ -741,8 +749,9 @@ mod tests {
         }
         out.extend(audio_only.finish().unwrap());
         assert_eq!(out.len(), 3);
-        // 6 s is 281.25 frames of 1920 ticks; the cut lands on the frame nearest to it.
+        // 6 s is 281.25 frames of 1920 ticks: a segment holds the 281 that fit.
         assert_eq!(out[0].duration_90k, 281 * 1920);
+        assert!(out.iter().all(|s| s.duration_90k <= 6 * 90_000));
         let facts = audio_only.facts();
         assert_eq!(facts.codecs, vec!["mp4a.40.2"]);
         assert_eq!(facts.resolution, None);

@@ -61,6 +61,49 @@ pub fn test_pattern_args(width: u32, height: u32, fps: u32, seconds: f64, gop: u
     .collect()
 }
 
+/// Writes a clip with only the streams asked for: `video` as (width, height, fps) from
+/// ffmpeg's `testsrc2` (moving, detailed: x264 cannot squeeze it to nothing) with a key frame
+/// every second, and/or a 48 kHz stereo tone; the container follows `out`'s extension
+/// (`.flv`, `.mp4`, ...).
+pub fn make_clip(
+    out: &Path,
+    video: Option<(u32, u32, u32)>,
+    audio: bool,
+    seconds: f64,
+) -> anyhow::Result<()> {
+    require("ffmpeg")?;
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y"]);
+    if let Some((w, h, fps)) = video {
+        cmd.args(["-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=size={w}x{h}:rate={fps}"));
+    }
+    if audio {
+        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
+    }
+    cmd.arg("-t").arg(format!("{seconds}"));
+    if let Some((_, _, fps)) = video {
+        cmd.args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+        ])
+        .arg(fps.to_string());
+    }
+    if audio {
+        cmd.args(["-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2"]);
+    }
+    let status = cmd.arg(out).status().context("running ffmpeg")?;
+    if !status.success() {
+        bail!("ffmpeg could not write the test clip {}", out.display());
+    }
+    Ok(())
+}
+
 /// Writes a test clip (H.264 + AAC in FLV) to `out`.
 pub fn make_flv(
     out: &Path,

@@ -2,6 +2,7 @@
 //! and `spherecast up` started on free ports.
 
 pub mod clip;
+pub mod hls;
 pub mod http;
 pub mod moto;
 pub mod net;
