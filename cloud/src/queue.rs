@@ -103,4 +103,17 @@ pub trait Queue: Send + Sync + Debug {
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError>;
     /// Visible and in-flight message counts.
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
+    /// Moves the message received with `receipt` to the dead-letter queue now, without
+    /// waiting for its remaining receives (for messages that can never succeed). Returns
+    /// false, leaving the message untouched, when the queue has no dead-letter queue.
+    ///
+    /// `body` is the body the message was received with and `reason` says why it can never
+    /// succeed, for whoever inspects the dead-letter queue. See each implementation for what
+    /// is kept of the two.
+    async fn dead_letter(
+        &self,
+        receipt: &str,
+        body: &str,
+        reason: &str,
+    ) -> Result<bool, QueueError>;
 }

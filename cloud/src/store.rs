@@ -1,5 +1,6 @@
 //! The object-store port: S3 (through aws-sdk-s3) and a local directory.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
@@ -11,12 +12,21 @@ mod s3;
 pub use local::LocalStore;
 pub use s3::S3Store;
 
+/// Largest user metadata S3 accepts on one object: the bytes of every name and value together.
+pub const MAX_METADATA_BYTES: usize = 2048;
+
 /// Metadata set on an object when it is written. `None` leaves it to the store: S3 records
 /// `application/octet-stream` as the content type (the SDK's default), a local store nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PutOptions {
     pub content_type: Option<String>,
     pub cache_control: Option<String>,
+    /// User metadata, S3's `x-amz-meta-<name>` headers. Names are non-empty and made of
+    /// `a-z`, `0-9` and `-`; values are printable ASCII without leading or trailing spaces
+    /// (HTTP would trim them); names and values together take at most
+    /// [`MAX_METADATA_BYTES`]. Both stores refuse anything else with [`StoreError::Rejected`],
+    /// so metadata accepted locally is accepted, and returned unchanged, by S3.
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// What a store knows about one stored object.
@@ -28,6 +38,8 @@ pub struct ObjectInfo {
     pub etag: String,
     pub content_type: Option<String>,
     pub cache_control: Option<String>,
+    /// User metadata as written with [`PutOptions::metadata`].
+    pub metadata: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +106,8 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// Deleting a missing object succeeds, as on S3.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Every object whose key starts with `prefix`, in key (byte) order. Listings carry key,
-    /// size and eTag only: `content_type` and `cache_control` are `None` (S3 does not list
-    /// them); use [`ObjectStore::head`] for those.
+    /// size and eTag only: `content_type` and `cache_control` are `None` and `metadata` is
+    /// empty (S3 does not list them); use [`ObjectStore::head`] for those.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
 }
 
@@ -131,6 +143,49 @@ pub(crate) fn validate_key(key: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Checks user metadata against what S3 stores and returns faithfully (see
+/// [`PutOptions::metadata`]). `op` and `key` name the write for the error.
+pub(crate) fn validate_metadata(
+    op: &'static str,
+    key: &str,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    let rejected = |message: String| StoreError::Rejected {
+        op,
+        key: key.to_owned(),
+        message,
+    };
+    let mut total = 0;
+    for (name, value) in metadata {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(rejected(format!(
+                "metadata name {name:?} is not allowed; use lower-case letters, digits and '-'"
+            )));
+        }
+        if !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+            return Err(rejected(format!(
+                "metadata {name:?} has the value {value:?}, which is not printable ASCII; encode it (percent- or base64-encoding) first"
+            )));
+        }
+        if value.starts_with(' ') || value.ends_with(' ') {
+            return Err(rejected(format!(
+                "metadata {name:?} has the value {value:?}, which starts or ends with a space that HTTP would drop; trim it"
+            )));
+        }
+        total += name.len() + value.len();
+    }
+    if total > MAX_METADATA_BYTES {
+        return Err(rejected(format!(
+            "metadata takes {total} bytes (names and values), more than the {MAX_METADATA_BYTES} S3 accepts"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +214,49 @@ mod tests {
         ] {
             validate_key(key).unwrap_or_else(|err| panic!("{key:?}: {err}"));
         }
+    }
+
+    fn metadata(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|&(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn metadata_s3_would_not_return_unchanged_is_rejected() {
+        let long = "x".repeat(MAX_METADATA_BYTES);
+        for (name, value) in [
+            ("", "x"),
+            ("Stream", "x"),
+            ("stream_id", "x"),
+            ("stream id", "x"),
+            ("strëam", "x"),
+            ("stream", "caf\u{e9}"),
+            ("stream", "a\nb"),
+            ("stream", "a\tb"),
+            ("stream", " padded"),
+            ("stream", "padded "),
+            ("stream", long.as_str()),
+        ] {
+            let err = validate_metadata("PutObject", "a.ts", &metadata(&[(name, value)]))
+                .expect_err(name);
+            assert!(
+                matches!(&err, StoreError::Rejected { op: "PutObject", key, .. } if key == "a.ts"),
+                "{name:?}={value:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn ordinary_metadata_is_accepted() {
+        let ok = metadata(&[
+            ("stream", "live/cam-1"),
+            ("source-etag", "\"5d41402abc4b2a76b9719d911017c592\""),
+            ("x", ""),
+            ("note", "a b ~!@#$%^&*()_+={}[]|:;'<>,.?/"),
+        ]);
+        validate_metadata("PutObject", "a.ts", &ok).unwrap();
+        validate_metadata("PutObject", "a.ts", &BTreeMap::new()).unwrap();
     }
 }

@@ -99,6 +99,9 @@ contract!(
     message_goes_to_dead_letter_after_max_receives,
     depth_counts_visible_and_in_flight,
     batch_holds_at_most_ten_messages,
+    dead_letter_moves_the_message_at_once,
+    dead_letter_without_a_dead_letter_queue_leaves_the_message,
+    dead_letter_of_a_deleted_message_is_an_invalid_receipt,
 );
 
 async fn receive_one(queue: &dyn Queue) -> cloud::Message {
@@ -355,6 +358,91 @@ async fn batch_holds_at_most_ten_messages(queue: &dyn Queue, _dead_letter: &dyn 
     assert_eq!(received, sent);
 }
 
+async fn dead_letter_moves_the_message_at_once(queue: &dyn Queue, dead_letter: &dyn Queue) {
+    queue.send("keep me").await.unwrap();
+    queue.send("{\"job\":\"poison\"}").await.unwrap();
+    let keep = receive_one(queue).await;
+    let poison = receive_one(queue).await;
+    assert_eq!(poison.body, "{\"job\":\"poison\"}");
+    assert_eq!(poison.receive_count, 1, "moved long before max receives");
+
+    let moved = queue
+        .dead_letter(&poison.receipt, &poison.body, "no video track")
+        .await
+        .unwrap();
+    assert!(moved, "the queue has a dead-letter queue");
+
+    let dead = receive_one(dead_letter).await;
+    assert_eq!(dead.body, poison.body);
+    // Only the other message is left, still in flight.
+    assert_eq!(
+        queue.depth().await.unwrap(),
+        QueueDepth {
+            visible: 0,
+            in_flight: 1
+        }
+    );
+    queue.delete(&keep.receipt).await.unwrap();
+    let later = queue
+        .receive(10, VISIBILITY + Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        later.is_empty(),
+        "dead-lettered message came back: {later:?}"
+    );
+}
+
+/// A dead-letter queue has no dead-letter queue of its own.
+async fn dead_letter_without_a_dead_letter_queue_leaves_the_message(
+    _queue: &dyn Queue,
+    dead_letter: &dyn Queue,
+) {
+    let id = dead_letter.send("stuck").await.unwrap();
+    let message = receive_one(dead_letter).await;
+    let moved = dead_letter
+        .dead_letter(&message.receipt, &message.body, "no video track")
+        .await
+        .unwrap();
+    assert!(
+        !moved,
+        "a queue without a dead-letter queue reported a move"
+    );
+
+    // Untouched: still in flight under the same receipt (SQS's dead-letter queue keeps the
+    // default 30 s visibility timeout, so shorten it), then back with the next receive.
+    assert_empty_now(dead_letter).await;
+    dead_letter
+        .change_visibility(&message.receipt, Duration::from_secs(1))
+        .await
+        .expect("the receipt is still the message's latest");
+    let again = receive_one(dead_letter).await;
+    assert_eq!(
+        (again.id.as_str(), again.body.as_str(), again.receive_count),
+        (id.as_str(), "stuck", 2)
+    );
+}
+
+async fn dead_letter_of_a_deleted_message_is_an_invalid_receipt(
+    queue: &dyn Queue,
+    dead_letter: &dyn Queue,
+) {
+    queue.send("handled").await.unwrap();
+    let message = receive_one(queue).await;
+    queue.delete(&message.receipt).await.unwrap();
+    for receipt in [message.receipt.as_str(), "not-a-receipt"] {
+        let err = queue
+            .dead_letter(receipt, &message.body, "bad input")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, QueueError::InvalidReceipt(ref r) if r == receipt),
+            "{receipt:?}: {err}"
+        );
+    }
+    assert_eq!(dead_letter.depth().await.unwrap(), QueueDepth::default());
+}
+
 /// Embedded only: the queue is durable and strict.
 mod embedded_only {
     use super::*;
@@ -479,6 +567,65 @@ mod embedded_only {
             }
         );
         queue.delete(&second.receipt).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn dead_lettered_message_keeps_its_id_and_count_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs");
+        let id = {
+            let queue = EmbeddedQueue::open(&path, settings()).unwrap();
+            let id = queue.send("poison").await.unwrap();
+            let message = receive_one(&queue).await;
+            assert!(
+                Queue::dead_letter(&queue, &message.receipt, &message.body, "bad input")
+                    .await
+                    .unwrap()
+            );
+            id
+        };
+        let queue = EmbeddedQueue::open(&path, settings()).unwrap();
+        assert_eq!(queue.depth().await.unwrap(), QueueDepth::default());
+        let dead = receive_one(&queue.dead_letter().unwrap()).await;
+        assert_eq!(
+            (dead.id.as_str(), dead.body.as_str(), dead.receive_count),
+            (id.as_str(), "poison", 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn dead_letter_with_a_stale_receipt_is_refused() {
+        let fixture = embedded_queue().await;
+        let queue = &*fixture.queue;
+        queue.send("twice").await.unwrap();
+        let first = receive_one(queue).await;
+        queue
+            .change_visibility(&first.receipt, Duration::ZERO)
+            .await
+            .unwrap();
+        let second = receive_one(queue).await;
+
+        for receipt in [first.receipt.as_str(), "unknown-id:nonce"] {
+            let err = queue
+                .dead_letter(receipt, "twice", "bad input")
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, QueueError::InvalidReceipt(ref r) if r == receipt),
+                "{receipt:?}: {err}"
+            );
+        }
+        assert_eq!(
+            fixture.dead_letter.depth().await.unwrap(),
+            QueueDepth::default()
+        );
+        assert!(
+            queue
+                .dead_letter(&second.receipt, "twice", "bad input")
+                .await
+                .unwrap(),
+            "the latest receipt still moves the message"
+        );
     }
 
     #[tokio::test]
@@ -627,6 +774,56 @@ mod sqs_only {
             "{err}"
         );
         assert!(err.is_transient());
+    }
+
+    #[tokio::test]
+    async fn dead_lettered_copy_carries_the_reason_cut_to_256_characters() {
+        let fixture = sqs_queue().await;
+        let moto = fixture._moto.as_ref().unwrap();
+        let client = cloud::aws::sqs_client(&common::aws_config(&moto.endpoint).await);
+        let name = common::unique_name("reasons");
+        let (queue, dead_letter) =
+            SqsQueue::create_with_dead_letter(client.clone(), &name, &settings())
+                .await
+                .unwrap();
+        let reason = format!("decoder said: {}", "x".repeat(300));
+        for n in 0..2 {
+            queue.send(&format!("job {n}")).await.unwrap();
+            let message = receive_one(&queue).await;
+            // The second call uses the dead-letter queue URL looked up by the first.
+            assert!(
+                queue
+                    .dead_letter(&message.receipt, &message.body, &reason)
+                    .await
+                    .unwrap()
+            );
+        }
+
+        let mut reasons = Vec::new();
+        while reasons.len() < 2 {
+            let out = client
+                .receive_message()
+                .queue_url(dead_letter.url())
+                .max_number_of_messages(10)
+                .wait_time_seconds(5)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .unwrap();
+            let messages = out.messages.unwrap_or_default();
+            assert!(!messages.is_empty(), "dead-lettered copies not received");
+            for message in messages {
+                let attribute = message
+                    .message_attributes
+                    .as_ref()
+                    .and_then(|attributes| attributes.get(SqsQueue::REASON_ATTRIBUTE))
+                    .unwrap_or_else(|| panic!("no reason attribute on {message:?}"));
+                assert_eq!(attribute.data_type(), "String");
+                reasons.push(attribute.string_value().unwrap_or_default().to_owned());
+            }
+        }
+        let expected: String = reason.chars().take(SqsQueue::MAX_REASON_CHARS).collect();
+        assert_eq!(reasons, [expected.clone(), expected]);
     }
 
     #[tokio::test]

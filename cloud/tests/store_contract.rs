@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -85,6 +86,9 @@ contract!(
     get_of_missing_key_is_not_found,
     etag_is_quoted_md5_for_single_part,
     content_type_and_cache_control_round_trip,
+    user_metadata_round_trips,
+    large_file_keeps_its_user_metadata,
+    metadata_s3_would_alter_is_rejected,
     list_by_prefix_in_key_order,
     overwrite_replaces_content_and_metadata,
     delete_removes_and_is_idempotent,
@@ -111,6 +115,13 @@ fn quoted_md5(bytes: &[u8]) -> String {
 
 fn plain() -> PutOptions {
     PutOptions::default()
+}
+
+fn metadata(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|&(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
 }
 
 async fn bytes_round_trip(store: &dyn ObjectStore, scratch: &Path) {
@@ -240,6 +251,7 @@ async fn content_type_and_cache_control_round_trip(store: &dyn ObjectStore, scra
     let opts = PutOptions {
         content_type: Some("application/vnd.apple.mpegurl".to_owned()),
         cache_control: Some("max-age=3".to_owned()),
+        ..plain()
     };
     let put = store
         .put_bytes("live/a.m3u8", Bytes::from_static(b"#EXTM3U\n"), &opts)
@@ -259,6 +271,7 @@ async fn content_type_and_cache_control_round_trip(store: &dyn ObjectStore, scra
     let ts_opts = PutOptions {
         content_type: Some("video/mp2t".to_owned()),
         cache_control: Some("max-age=900".to_owned()),
+        ..plain()
     };
     store
         .put_file("live/0.ts", &source, &ts_opts)
@@ -270,6 +283,105 @@ async fn content_type_and_cache_control_round_trip(store: &dyn ObjectStore, scra
         .unwrap();
     assert_eq!(got.content_type, ts_opts.content_type);
     assert_eq!(got.cache_control, ts_opts.cache_control);
+}
+
+async fn user_metadata_round_trips(store: &dyn ObjectStore, scratch: &Path) {
+    let opts = PutOptions {
+        metadata: metadata(&[
+            ("stream", "live/cam-1"),
+            ("source-etag", "\"5d41402abc4b2a76b9719d911017c592\""),
+            ("started-at", "2024-05-01T10:00:00Z"),
+            ("note", "a b ~!@#$%^&*()_+={}[]|:;'<>,.?/"),
+            ("empty", ""),
+        ]),
+        ..plain()
+    };
+    let put = store
+        .put_bytes("rec/a.mp4", Bytes::from_static(b"mp4"), &opts)
+        .await
+        .unwrap();
+    assert_eq!(put.metadata, opts.metadata);
+
+    let head = store.head("rec/a.mp4").await.unwrap().unwrap();
+    assert_eq!(head.metadata, opts.metadata);
+    let got = store
+        .get_to_file("rec/a.mp4", &scratch.join("a.mp4"))
+        .await
+        .unwrap();
+    assert_eq!(got.metadata, opts.metadata);
+    // Like content type, metadata is not listed.
+    let listed = store.list("rec/").await.unwrap();
+    assert!(listed[0].metadata.is_empty(), "{:?}", listed[0].metadata);
+
+    let source = scratch.join("b.mp4");
+    std::fs::write(&source, b"mp4").unwrap();
+    let put = store.put_file("rec/b.mp4", &source, &opts).await.unwrap();
+    assert_eq!(put.metadata, opts.metadata);
+    let head = store.head("rec/b.mp4").await.unwrap().unwrap();
+    assert_eq!(head.metadata, opts.metadata);
+
+    store
+        .put_bytes("rec/plain.mp4", Bytes::from_static(b"mp4"), &plain())
+        .await
+        .unwrap();
+    let head = store.head("rec/plain.mp4").await.unwrap().unwrap();
+    assert!(head.metadata.is_empty(), "{:?}", head.metadata);
+}
+
+/// On S3 this goes through CreateMultipartUpload.
+async fn large_file_keeps_its_user_metadata(store: &dyn ObjectStore, scratch: &Path) {
+    let source = scratch.join("big.mp4");
+    std::fs::write(&source, pseudo_random(7 * MIB, 5)).unwrap();
+    let opts = PutOptions {
+        metadata: metadata(&[("stream", "cam-2")]),
+        ..plain()
+    };
+    let put = store.put_file("rec/big.mp4", &source, &opts).await.unwrap();
+    assert_eq!(put.metadata, opts.metadata);
+    let head = store.head("rec/big.mp4").await.unwrap().unwrap();
+    assert_eq!(head.metadata, opts.metadata);
+}
+
+async fn metadata_s3_would_alter_is_rejected(store: &dyn ObjectStore, scratch: &Path) {
+    let source = scratch.join("x.ts");
+    std::fs::write(&source, b"x").unwrap();
+    for (name, value) in [
+        ("Stream", "upper-case name"),
+        ("stream_id", "underscore"),
+        ("", "empty name"),
+        ("stream", "caf\u{e9}"),
+        ("stream", "line\nbreak"),
+        ("stream", "trailing space "),
+    ] {
+        let opts = PutOptions {
+            metadata: metadata(&[(name, value)]),
+            ..plain()
+        };
+        let err = store
+            .put_bytes("x.ts", Bytes::from_static(b"x"), &opts)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Rejected { key, .. } if key == "x.ts"),
+            "{name:?}={value:?}: {err}"
+        );
+        assert!(err.to_string().contains("metadata"), "{err}");
+        let err = store.put_file("x.ts", &source, &opts).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Rejected { .. }),
+            "{name:?}={value:?}: {err}"
+        );
+    }
+    let too_much = PutOptions {
+        metadata: metadata(&[("a", &"x".repeat(1500)), ("b", &"y".repeat(1500))]),
+        ..plain()
+    };
+    let err = store
+        .put_bytes("x.ts", Bytes::from_static(b"x"), &too_much)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Rejected { .. }), "{err}");
+    assert_eq!(store.head("x.ts").await.unwrap(), None, "nothing written");
 }
 
 async fn list_by_prefix_in_key_order(store: &dyn ObjectStore, _scratch: &Path) {
@@ -317,11 +429,13 @@ async fn list_by_prefix_in_key_order(store: &dyn ObjectStore, _scratch: &Path) {
 async fn overwrite_replaces_content_and_metadata(store: &dyn ObjectStore, scratch: &Path) {
     let first = PutOptions {
         content_type: Some("text/plain".to_owned()),
-        cache_control: None,
+        metadata: metadata(&[("stream", "first"), ("only-first", "x")]),
+        ..plain()
     };
     let second = PutOptions {
         content_type: Some("video/mp2t".to_owned()),
         cache_control: Some("max-age=900".to_owned()),
+        metadata: metadata(&[("stream", "second")]),
     };
     store
         .put_bytes("seg.ts", Bytes::from_static(b"first version"), &first)
@@ -340,6 +454,7 @@ async fn overwrite_replaces_content_and_metadata(store: &dyn ObjectStore, scratc
     assert_eq!(head.size, 6);
     assert_eq!(head.content_type, second.content_type);
     assert_eq!(head.cache_control, second.cache_control);
+    assert_eq!(head.metadata, second.metadata);
     assert_eq!(store.list("").await.unwrap().len(), 1);
 }
 

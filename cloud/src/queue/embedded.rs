@@ -201,8 +201,12 @@ impl EmbeddedQueue {
         })
     }
 
-    /// The dead-letter queue, where messages go after `max_receive_count` receives; `None`
-    /// for a dead-letter queue itself.
+    /// The dead-letter queue, where messages go after `max_receive_count` receives or
+    /// [`Queue::dead_letter`]; `None` for a dead-letter queue itself.
+    ///
+    /// This inherent method shadows [`Queue::dead_letter`] in method calls on an
+    /// `EmbeddedQueue`; call that one as `Queue::dead_letter(&queue, receipt, body, reason)`
+    /// (or through `dyn Queue`).
     pub fn dead_letter(&self) -> Option<EmbeddedQueue> {
         self.inner.dead_letter.clone()
     }
@@ -322,12 +326,7 @@ impl Inner {
 
         if let Some(dead_letter) = &self.dead_letter {
             for id in &exhausted {
-                let record = state.records[id].clone();
-                // Into the dead-letter queue first: a crash in between duplicates the message
-                // rather than losing it.
-                dead_letter.inner.accept_dead_letter(record.clone())?;
-                self.remove_file(id)?;
-                state.remove(id);
+                let record = self.move_to_dead_letter(&mut state, &dead_letter.inner, id)?;
                 warn!(queue = %self.dir.display(), %id, receive_count = record.receive_count, "Message moved to the dead-letter queue after too many receives.");
             }
             if !exhausted.is_empty() {
@@ -358,6 +357,38 @@ impl Inner {
             messages,
             next_visible_in,
         })
+    }
+
+    /// Moves the message `id` into `dead_letter` and returns it as it was here.
+    fn move_to_dead_letter(
+        &self,
+        state: &mut State,
+        dead_letter: &Inner,
+        id: &str,
+    ) -> Result<Record, QueueError> {
+        let record = state.records[id].clone();
+        // Into the dead-letter queue first: a crash in between duplicates the message rather
+        // than losing it.
+        dead_letter.accept_dead_letter(record.clone())?;
+        self.remove_file(id)?;
+        state.remove(id);
+        Ok(record)
+    }
+
+    /// [`Queue::dead_letter`]: false when this is a dead-letter queue itself.
+    fn dead_letter_now(&self, receipt: &str, reason: &str) -> Result<bool, QueueError> {
+        let Some(dead_letter) = &self.dead_letter else {
+            return Ok(false);
+        };
+        let (id, nonce) = parse_receipt(receipt)?;
+        let mut state = self.lock();
+        match state.records.get(id) {
+            Some(record) if record.receipt.as_deref() == Some(nonce) => {}
+            _ => return Err(QueueError::InvalidReceipt(receipt.to_owned())),
+        }
+        let record = self.move_to_dead_letter(&mut state, &dead_letter.inner, id)?;
+        warn!(queue = %self.dir.display(), %id, receive_count = record.receive_count, %reason, "Message moved to the dead-letter queue; it can never succeed.");
+        Ok(true)
     }
 
     fn delete(&self, receipt: &str) -> Result<(), QueueError> {
@@ -498,6 +529,26 @@ impl Queue for EmbeddedQueue {
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
         self.blocking(|inner| Ok(inner.depth())).await
+    }
+
+    /// The stored message moves as it is (same id, body and receive count; `body` is not
+    /// used) and is visible in the dead-letter queue at once. `reason` is logged, not stored.
+    /// A receipt that is not the message's latest is an [`QueueError::InvalidReceipt`], as
+    /// for [`Queue::delete`]; so is the receipt of a message already gone.
+    async fn dead_letter(
+        &self,
+        receipt: &str,
+        _body: &str,
+        reason: &str,
+    ) -> Result<bool, QueueError> {
+        let (receipt, reason) = (receipt.to_owned(), reason.to_owned());
+        let moved = self
+            .blocking(move |inner| inner.dead_letter_now(&receipt, &reason))
+            .await?;
+        if let (true, Some(dead_letter)) = (moved, &self.inner.dead_letter) {
+            dead_letter.inner.arrivals.notify_waiters();
+        }
+        Ok(moved)
     }
 }
 

@@ -1,10 +1,13 @@
 //! An SQS queue (or any endpoint speaking SQS's JSON protocol, such as moto server).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
+use tokio::sync::OnceCell;
+use tracing::warn;
 
 use super::{
     MAX_BATCH, MAX_VISIBILITY, MAX_WAIT, Message, Queue, QueueDepth, QueueError, QueueSettings,
@@ -20,13 +23,27 @@ use super::{
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     url: String,
+    /// The dead-letter queue named by the queue's redrive policy, `None` when it has none.
+    /// Looked up on the first [`Queue::dead_letter`], then kept (shared by clones): a
+    /// redrive policy changed later takes effect on restart.
+    dead_letter_url: Arc<OnceCell<Option<String>>>,
 }
 
 impl SqsQueue {
+    /// The message attribute (a `String`) that says why [`Queue::dead_letter`] moved a
+    /// message.
+    pub const REASON_ATTRIBUTE: &str = "spherecast-reason";
+    /// Longest reason kept in [`Self::REASON_ATTRIBUTE`], in characters.
+    pub const MAX_REASON_CHARS: usize = 256;
+    /// How long [`Queue::dead_letter`] hides the message while it copies and deletes it; if
+    /// either fails, the message is received again after this.
+    const DEAD_LETTER_GRACE: Duration = Duration::from_secs(60);
+
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> SqsQueue {
         SqsQueue {
             client,
             url: queue_url.into(),
+            dead_letter_url: Arc::default(),
         }
     }
 
@@ -117,6 +134,111 @@ impl SqsQueue {
 
     pub fn client(&self) -> &aws_sdk_sqs::Client {
         &self.client
+    }
+
+    /// The URL of the dead-letter queue, `None` when the queue has no redrive policy.
+    async fn dead_letter_url(&self) -> Result<Option<&str>, QueueError> {
+        let url = self
+            .dead_letter_url
+            .get_or_try_init(|| self.lookup_dead_letter_url())
+            .await?;
+        Ok(url.as_deref())
+    }
+
+    /// Reads the redrive policy (GetQueueAttributes) and finds its target (GetQueueUrl).
+    async fn lookup_dead_letter_url(&self) -> Result<Option<String>, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|err| sdk_error(err, "GetQueueAttributes", &self.url, None))?;
+        let Some(policy) = out
+            .attributes
+            .and_then(|mut attributes| attributes.remove(&QueueAttributeName::RedrivePolicy))
+            .filter(|policy| !policy.is_empty())
+        else {
+            return Ok(None);
+        };
+        let target = DeadLetterTarget::from_redrive_policy(&policy).map_err(|problem| {
+            QueueError::Rejected {
+                op: "GetQueueAttributes",
+                message: format!(
+                    "queue {} has the redrive policy {policy:?}, which {problem}; fix the queue's RedrivePolicy attribute",
+                    self.url
+                ),
+            }
+        })?;
+        let out = self
+            .client
+            .get_queue_url()
+            .queue_name(&target.name)
+            .queue_owner_aws_account_id(&target.account)
+            .send()
+            .await
+            .map_err(|err| sdk_error(err, "GetQueueUrl", &target.arn, None))?;
+        let url = out.queue_url.ok_or_else(|| QueueError::Rejected {
+            op: "GetQueueUrl",
+            message: format!("no URL returned for the dead-letter queue {}", target.arn),
+        })?;
+        Ok(Some(url))
+    }
+}
+
+/// The dead-letter queue named by a redrive policy's `deadLetterTargetArn`.
+#[derive(Debug, PartialEq, Eq)]
+struct DeadLetterTarget {
+    arn: String,
+    account: String,
+    name: String,
+}
+
+impl DeadLetterTarget {
+    /// Parses `{"deadLetterTargetArn": "arn:PARTITION:sqs:REGION:ACCOUNT:NAME", ...}`; the
+    /// error completes the sentence "the redrive policy ...".
+    fn from_redrive_policy(policy: &str) -> Result<DeadLetterTarget, String> {
+        let policy: serde_json::Value =
+            serde_json::from_str(policy).map_err(|err| format!("is not JSON ({err})"))?;
+        let arn = policy
+            .get("deadLetterTargetArn")
+            .and_then(serde_json::Value::as_str)
+            .ok_or("has no deadLetterTargetArn string")?;
+        match arn.splitn(6, ':').collect::<Vec<_>>()[..] {
+            ["arn", _partition, "sqs", _region, account, name]
+                if !account.is_empty() && !name.is_empty() =>
+            {
+                Ok(DeadLetterTarget {
+                    arn: arn.to_owned(),
+                    account: account.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+            _ => Err(format!(
+                "names {arn:?}, not a queue ARN (arn:aws:sqs:REGION:ACCOUNT:NAME)"
+            )),
+        }
+    }
+}
+
+/// What SQS accepts as a `String` attribute value: non-empty, at most
+/// [`SqsQueue::MAX_REASON_CHARS`] characters, none outside XML's character set (those become
+/// U+FFFD).
+fn reason_value(reason: &str) -> String {
+    let value: String = reason
+        .chars()
+        .take(SqsQueue::MAX_REASON_CHARS)
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => c,
+            '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'.. => c,
+            _ => char::REPLACEMENT_CHARACTER,
+        })
+        .collect();
+    if value.is_empty() {
+        "(no reason given)".to_owned()
+    } else {
+        value
     }
 }
 
@@ -228,6 +350,56 @@ impl Queue for SqsQueue {
             in_flight: count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible)?,
         })
     }
+
+    /// The dead-letter queue is the target of the queue's redrive policy. It gets a copy of
+    /// `body` (a new message, with its own id and receive count) carrying `reason` in the
+    /// message attribute [`SqsQueue::REASON_ATTRIBUTE`] (cut to
+    /// [`SqsQueue::MAX_REASON_CHARS`] characters); then the original is deleted. Copy first:
+    /// a failure in between leaves the message in both queues (so it may reach the
+    /// dead-letter queue twice), never in neither.
+    ///
+    /// Before copying, the receipt is checked by changing the message's visibility (to a
+    /// minute, which the delete ends): SQS has no other way to check a receipt, and would
+    /// otherwise accept deleting with the receipt of a deleted message (moto does), so a
+    /// message already handled would be copied anyway. An invalid receipt, or that of a
+    /// deleted message, is therefore [`QueueError::InvalidReceipt`] with nothing sent, as for
+    /// the embedded queue. So is a receipt whose visibility timeout has already ended, which
+    /// SQS no longer considers in flight.
+    async fn dead_letter(
+        &self,
+        receipt: &str,
+        body: &str,
+        reason: &str,
+    ) -> Result<bool, QueueError> {
+        let Some(dead_letter_url) = self.dead_letter_url().await? else {
+            return Ok(false);
+        };
+        super::check_body_size(body)?;
+        self.change_visibility(receipt, SqsQueue::DEAD_LETTER_GRACE)
+            .await?;
+        let reason = reason_value(reason);
+        let attribute = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(&reason)
+            .build()
+            .expect("the data type is set");
+        let copy = self
+            .client
+            .send_message()
+            .queue_url(dead_letter_url)
+            .message_body(body)
+            .message_attributes(SqsQueue::REASON_ATTRIBUTE, attribute)
+            .send()
+            .await
+            .map_err(|err| sdk_error(err, "SendMessage", dead_letter_url, None))?;
+        let copy_id = copy.message_id.unwrap_or_default();
+        if let Err(err) = self.delete(receipt).await {
+            warn!(queue = %self.url, dead_letter = %dead_letter_url, %copy_id, error = %err, "Message copied to the dead-letter queue but not deleted from its queue; it may be received again.");
+            return Err(err);
+        }
+        warn!(queue = %self.url, dead_letter = %dead_letter_url, %copy_id, %reason, "Message moved to the dead-letter queue; it can never succeed.");
+        Ok(true)
+    }
 }
 
 /// Whole seconds for SQS, rounded up (a wait of 0.5 s is a 1 s wait, not a short poll) and
@@ -322,6 +494,56 @@ fn is_throttling(code: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_letter_target_comes_from_the_redrive_policy_arn() {
+        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:eu-west-1:123456789012:jobs-dead-letter","maxReceiveCount":"3"}"#;
+        assert_eq!(
+            DeadLetterTarget::from_redrive_policy(policy).unwrap(),
+            DeadLetterTarget {
+                arn: "arn:aws:sqs:eu-west-1:123456789012:jobs-dead-letter".to_owned(),
+                account: "123456789012".to_owned(),
+                name: "jobs-dead-letter".to_owned(),
+            }
+        );
+        let numeric =
+            r#"{"deadLetterTargetArn":"arn:aws-cn:sqs:cn-north-1:1:dlq","maxReceiveCount":3}"#;
+        assert_eq!(
+            DeadLetterTarget::from_redrive_policy(numeric).unwrap().name,
+            "dlq"
+        );
+    }
+
+    #[test]
+    fn malformed_redrive_policy_is_explained() {
+        for (policy, says) in [
+            ("not json", "is not JSON"),
+            (r#"{"maxReceiveCount":3}"#, "no deadLetterTargetArn"),
+            (
+                r#"{"deadLetterTargetArn":"arn:aws:sns:us-east-1:1:topic"}"#,
+                "not a queue ARN",
+            ),
+            (
+                r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1::dlq"}"#,
+                "not a queue ARN",
+            ),
+        ] {
+            let err = DeadLetterTarget::from_redrive_policy(policy).unwrap_err();
+            assert!(err.contains(says), "{policy}: {err}");
+        }
+    }
+
+    #[test]
+    fn reason_is_cut_and_made_acceptable_to_sqs() {
+        assert_eq!(
+            reason_value("bad input: no video track"),
+            "bad input: no video track"
+        );
+        assert_eq!(reason_value(""), "(no reason given)");
+        assert_eq!(reason_value("a\u{0}b\tc"), "a\u{FFFD}b\tc");
+        let long = "é".repeat(SqsQueue::MAX_REASON_CHARS + 10);
+        assert_eq!(reason_value(&long), "é".repeat(SqsQueue::MAX_REASON_CHARS));
+    }
 
     #[test]
     fn durations_round_up_to_whole_seconds_within_the_limit() {

@@ -5,6 +5,7 @@
 //! temporary `.tmp-<uuid>` file in the destination folder, synced, then renamed, so readers see
 //! either the old object or the new one, never a part.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use super::{ObjectInfo, ObjectStore, PutOptions, StoreError, validate_key};
+use super::{ObjectInfo, ObjectStore, PutOptions, StoreError, validate_key, validate_metadata};
 
 /// The folder under the root that holds metadata sidecars; never listed.
 const META_DIR: &str = ".meta";
@@ -47,6 +48,9 @@ struct Sidecar {
     etag: String,
     content_type: Option<String>,
     cache_control: Option<String>,
+    /// User metadata; absent from sidecars written before it was kept.
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
 }
 
 impl Sidecar {
@@ -111,6 +115,7 @@ impl LocalStore {
         opts: &PutOptions,
     ) -> Result<ObjectInfo, StoreError> {
         validate_local_key(key)?;
+        validate_metadata("PutObject", key, &opts.metadata)?;
         let dest = self.root.join(key);
         let dir = dest
             .parent()
@@ -137,6 +142,7 @@ impl LocalStore {
             etag: etag.clone(),
             content_type: opts.content_type.clone(),
             cache_control: opts.cache_control.clone(),
+            metadata: opts.metadata.clone(),
         };
         let sidecar_temp = self.write_sidecar_temp(key, &sidecar)?;
 
@@ -151,6 +157,7 @@ impl LocalStore {
             etag,
             content_type: opts.content_type.clone(),
             cache_control: opts.cache_control.clone(),
+            metadata: opts.metadata.clone(),
         })
     }
 
@@ -208,6 +215,7 @@ impl LocalStore {
                 etag: sidecar.etag,
                 content_type: sidecar.content_type,
                 cache_control: sidecar.cache_control,
+                metadata: sidecar.metadata,
             });
         }
         let mut file = File::open(path).map_err(|e| io_err(path, e))?;
@@ -220,6 +228,7 @@ impl LocalStore {
             etag,
             content_type: None,
             cache_control: None,
+            metadata: BTreeMap::new(),
         })
     }
 
@@ -255,14 +264,18 @@ impl LocalStore {
         };
         temp.file().sync_all().map_err(|e| io_err(temp.path(), e))?;
         temp.persist(dest)?;
-        let (content_type, cache_control) = match sidecar {
+        let (content_type, cache_control, metadata) = match sidecar {
             Some(sidecar) => {
                 if sidecar.etag != etag {
                     warn!(bucket = %self.bucket, %key, recorded = %sidecar.etag, actual = %etag, "Object content does not match its recorded eTag; the file was changed in place.");
                 }
-                (sidecar.content_type, sidecar.cache_control)
+                (
+                    sidecar.content_type,
+                    sidecar.cache_control,
+                    sidecar.metadata,
+                )
             }
-            None => (None, None),
+            None => (None, None, BTreeMap::new()),
         };
         Ok(ObjectInfo {
             key: key.to_owned(),
@@ -270,6 +283,7 @@ impl LocalStore {
             etag,
             content_type,
             cache_control,
+            metadata,
         })
     }
 
@@ -318,6 +332,7 @@ impl LocalStore {
             let mut info = self.describe(&key, &path, &meta)?;
             info.content_type = None;
             info.cache_control = None;
+            info.metadata.clear();
             objects.push(info);
         }
         objects.sort_by(|a, b| a.key.cmp(&b.key));
@@ -686,7 +701,8 @@ mod tests {
         let (_dir, store) = store();
         let opts = PutOptions {
             content_type: Some("video/mp2t".into()),
-            cache_control: None,
+            metadata: BTreeMap::from([("stream".to_owned(), "cam-1".to_owned())]),
+            ..PutOptions::default()
         };
         store
             .put_bytes("x.ts", bytes::Bytes::from_static(b"old"), &opts)
@@ -698,6 +714,30 @@ mod tests {
         assert_eq!(info.size, 5);
         assert_eq!(info.etag, format!("\"{:x}\"", Md5::digest(b"newer")));
         assert_eq!(info.content_type, None);
+        assert!(info.metadata.is_empty(), "{:?}", info.metadata);
+    }
+
+    #[tokio::test]
+    async fn sidecar_written_before_metadata_was_kept_still_describes_the_object() {
+        let (_dir, store) = store();
+        let opts = PutOptions {
+            content_type: Some("video/mp2t".into()),
+            ..PutOptions::default()
+        };
+        store
+            .put_bytes("x.ts", bytes::Bytes::from_static(b"ts"), &opts)
+            .await
+            .unwrap();
+        // Rewrite the sidecar as an older version wrote it: without the metadata field.
+        let sidecar_path = store.sidecar_path("x.ts");
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&fs::read(&sidecar_path).unwrap()).unwrap();
+        json.as_object_mut().unwrap().remove("metadata").unwrap();
+        fs::write(&sidecar_path, serde_json::to_vec(&json).unwrap()).unwrap();
+
+        let info = store.head("x.ts").await.unwrap().unwrap();
+        assert_eq!(info.content_type.as_deref(), Some("video/mp2t"));
+        assert!(info.metadata.is_empty(), "{:?}", info.metadata);
     }
 
     #[tokio::test]

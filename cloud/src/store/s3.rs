@@ -1,5 +1,6 @@
 //! A bucket on S3 or an S3-compatible endpoint.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -11,7 +12,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::local::{TempFile, io_err, parent_dir};
-use super::{ObjectInfo, ObjectStore, PutOptions, StoreError, validate_key};
+use super::{ObjectInfo, ObjectStore, PutOptions, StoreError, validate_key, validate_metadata};
 
 const MIB: u64 = 1024 * 1024;
 /// S3 allows at most this many parts in one multipart upload.
@@ -101,6 +102,7 @@ impl S3Store {
             .content_length(size as i64)
             .set_content_type(opts.content_type.clone())
             .set_cache_control(opts.cache_control.clone())
+            .set_metadata(sdk_metadata(&opts.metadata))
             .body(body)
             .send()
             .await
@@ -111,6 +113,7 @@ impl S3Store {
             etag: out.e_tag.unwrap_or_default(),
             content_type: opts.content_type.clone(),
             cache_control: opts.cache_control.clone(),
+            metadata: opts.metadata.clone(),
         })
     }
 
@@ -128,6 +131,7 @@ impl S3Store {
             .key(key)
             .set_content_type(opts.content_type.clone())
             .set_cache_control(opts.cache_control.clone())
+            .set_metadata(sdk_metadata(&opts.metadata))
             .send()
             .await
             .map_err(|err| self.sdk_error(err, "CreateMultipartUpload", key))?;
@@ -151,6 +155,7 @@ impl S3Store {
                 etag,
                 content_type: opts.content_type.clone(),
                 cache_control: opts.cache_control.clone(),
+                metadata: opts.metadata.clone(),
             }),
             Err(err) => {
                 let abort = self
@@ -284,6 +289,17 @@ impl S3Store {
     }
 }
 
+/// User metadata as the SDK takes it; `None` when there is none, so no header is sent.
+fn sdk_metadata(metadata: &BTreeMap<String, String>) -> Option<HashMap<String, String>> {
+    (!metadata.is_empty()).then(|| metadata.clone().into_iter().collect())
+}
+
+/// User metadata as the SDK returns it (`x-amz-meta-*` headers, names already lower-cased by
+/// HTTP), in the port's ordered map.
+fn port_metadata(metadata: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
+    metadata.unwrap_or_default().into_iter().collect()
+}
+
 fn is_throttling(code: &str) -> bool {
     matches!(
         code,
@@ -374,6 +390,7 @@ impl ObjectStore for S3Store {
         opts: &PutOptions,
     ) -> Result<ObjectInfo, StoreError> {
         validate_key(key)?;
+        validate_metadata("PutObject", key, &opts.metadata)?;
         let size = tokio::fs::metadata(path)
             .await
             .map_err(|e| io_err(path, e))?
@@ -397,6 +414,7 @@ impl ObjectStore for S3Store {
         opts: &PutOptions,
     ) -> Result<ObjectInfo, StoreError> {
         validate_key(key)?;
+        validate_metadata("PutObject", key, &opts.metadata)?;
         let size = body.len() as u64;
         self.put_single(key, ByteStream::from(body), size, opts)
             .await
@@ -419,6 +437,7 @@ impl ObjectStore for S3Store {
             etag: out.e_tag.unwrap_or_default(),
             content_type: out.content_type,
             cache_control: out.cache_control,
+            metadata: port_metadata(out.metadata),
         };
 
         // Into a temporary file next to `dest`, renamed once complete: a reader of `dest`
@@ -496,6 +515,7 @@ impl ObjectStore for S3Store {
                 etag: out.e_tag.unwrap_or_default(),
                 content_type: out.content_type,
                 cache_control: out.cache_control,
+                metadata: port_metadata(out.metadata),
             })),
             Err(err) => match self.sdk_error(err, "HeadObject", key) {
                 StoreError::NotFound { .. } => Ok(None),
@@ -538,6 +558,7 @@ impl ObjectStore for S3Store {
                     etag: object.e_tag.unwrap_or_default(),
                     content_type: None,
                     cache_control: None,
+                    metadata: BTreeMap::new(),
                 });
             }
         }

@@ -113,6 +113,14 @@ impl Queue for FlakyQueue {
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
         self.inner.depth().await
     }
+    async fn dead_letter(
+        &self,
+        receipt: &str,
+        body: &str,
+        reason: &str,
+    ) -> Result<bool, QueueError> {
+        Queue::dead_letter(&self.inner, receipt, body, reason).await
+    }
 }
 
 /// A data folder with recordings, a spool, a bucket and a queue, and an uploader over them.

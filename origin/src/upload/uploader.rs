@@ -171,7 +171,7 @@ impl Uploader {
     ) -> Result<ObjectInfo, Outcome> {
         let opts = PutOptions {
             content_type: Some(CONTENT_TYPE.to_owned()),
-            cache_control: None,
+            ..PutOptions::default()
         };
         let attempt = || async {
             if let Ok(false) = tokio::fs::try_exists(path).await {
