@@ -19,6 +19,8 @@ pub struct EventRecord {
     pub key: String,
     pub size: u64,
     pub etag: String,
+    /// `eventTime` (UTC), when present and readable: when the object was written.
+    pub event_time: Option<time::OffsetDateTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,13 +142,30 @@ fn decode_record(index: usize, record: &Value) -> Result<EventRecord, EventError
     } else {
         raw_key
     };
+    let event_time = record
+        .get("eventTime")
+        .and_then(Value::as_str)
+        .and_then(parse_event_time);
     Ok(EventRecord {
         event_name,
         bucket,
         key,
         size,
         etag,
+        event_time,
     })
+}
+
+/// `2024-05-01T12:34:56.789Z` as S3 writes it, or `2026-11-21T00:58:57.477320` as moto does
+/// (no zone: UTC).
+fn parse_event_time(text: &str) -> Option<time::OffsetDateTime> {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    time::PrimitiveDateTime::parse(text, format)
+        .ok()
+        .map(time::PrimitiveDateTime::assume_utc)
 }
 
 fn object<'a>(
@@ -309,8 +328,11 @@ mod tests {
                 key: key.into(),
                 size: 1234,
                 etag: "5d41402abc4b2a76b9719d911017c592".into(),
+                event_time: decoded.event_time,
             }
         );
+        let age = time::OffsetDateTime::now_utc() - decoded.event_time.unwrap();
+        assert!(age.whole_seconds().abs() < 60, "event time is now: {age}");
     }
 
     #[test]
@@ -322,6 +344,13 @@ mod tests {
         assert_eq!(record["eventVersion"], "2.1");
         assert_eq!(record["eventSource"], "aws:s3");
         assert_eq!(record["eventTime"], "2024-05-01T12:34:56.789Z");
+        let S3Event::Records(decoded) = S3Event::decode(&body).unwrap() else {
+            panic!("records expected");
+        };
+        assert_eq!(
+            decoded[0].event_time.map(|t| t.unix_timestamp_nanos() / 1_000_000),
+            Some(1_714_566_896_789)
+        );
         assert_eq!(record["eventName"], "ObjectCreated:Put");
         assert!(record["userIdentity"]["principalId"].is_string());
         assert!(record["requestParameters"]["sourceIPAddress"].is_string());
@@ -408,6 +437,9 @@ mod tests {
         assert_eq!(decoded.key, "dir/my file+x ü.mp4");
         assert_eq!(decoded.size, 5);
         assert_eq!(decoded.etag, "5d41402abc4b2a76b9719d911017c592");
+        let at = decoded.event_time.expect("moto's zone-less eventTime reads as UTC");
+        assert_eq!(at.unix_timestamp(), 1_795_222_737);
+        assert_eq!(at.microsecond(), 477_320);
     }
 
     #[test]
