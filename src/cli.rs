@@ -43,6 +43,11 @@ pub enum Command {
     Up(UpArgs),
     /// The live origin alone (RTMP ingest, live HLS, recording, upload).
     Origin(OriginArgs),
+    /// The VOD worker alone: queue consumer, GStreamer ladder, upload to the egress bucket.
+    Worker(WorkerArgs),
+    /// Transcode one local file into an HLS ladder in a folder (what a worker job does, without
+    /// queue or buckets).
+    Transcode(TranscodeArgs),
 }
 
 /// Flags shared by every service that runs the origin.
@@ -72,6 +77,9 @@ pub struct CommonArgs {
 pub struct UpArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Worker status endpoint address (`/status`, `/metrics`, `/healthz`).
+    #[arg(long, env = "SPHERECAST_WORKER_HTTP")]
+    pub worker_http: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +89,39 @@ pub struct OriginArgs {
     /// Ingress S3 bucket (overrides [ingress] bucket).
     #[arg(long, env = "SPHERECAST_INGRESS_BUCKET")]
     pub ingress_bucket: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// TOML configuration file (optional; flags override it).
+    #[arg(long, env = "SPHERECAST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data folder: local buckets, embedded queue, work folder.
+    #[arg(long, env = "SPHERECAST_DATA")]
+    pub data: Option<PathBuf>,
+    /// Worker status endpoint address (`/status`, `/metrics`, `/healthz`).
+    #[arg(long, env = "SPHERECAST_WORKER_HTTP")]
+    pub worker_http: Option<SocketAddr>,
+    /// SQS queue URL (overrides [queue] url).
+    #[arg(long, env = "SPHERECAST_QUEUE_URL")]
+    pub queue_url: Option<String>,
+    /// Ingress S3 bucket (overrides [ingress] bucket).
+    #[arg(long, env = "SPHERECAST_INGRESS_BUCKET")]
+    pub ingress_bucket: Option<String>,
+    /// Egress S3 bucket (overrides [egress] bucket).
+    #[arg(long, env = "SPHERECAST_EGRESS_BUCKET")]
+    pub egress_bucket: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TranscodeArgs {
+    /// TOML configuration file; its [worker] section sets the ladder.
+    #[arg(long, env = "SPHERECAST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The recording (FLV, MP4, anything GStreamer decodes).
+    pub input: PathBuf,
+    /// Output folder (created): master.m3u8 and one folder per rendition.
+    pub output: PathBuf,
 }
 
 pub fn init_logging(format: &LogFormat) {
@@ -120,14 +161,44 @@ fn resolve(common: &CommonArgs) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
+/// A `--worker-http` flag, when given, wins over `[worker] http_listen`.
+fn apply_worker_http(settings: &mut Settings, addr: Option<SocketAddr>) {
+    if addr.is_some() {
+        settings.worker.http_listen = addr;
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     match cli.command {
         Command::Up(args) => {
-            let settings = resolve(&args.common)?;
+            let mut settings = resolve(&args.common)?;
+            apply_worker_http(&mut settings, args.worker_http);
             up(settings, shutdown).await
         }
+        Command::Worker(args) => {
+            let mut settings = Settings::load(args.config.as_deref())?;
+            if let Some(data) = args.data {
+                settings.origin.data_dir = data;
+            }
+            apply_worker_http(&mut settings, args.worker_http);
+            if let Some(url) = args.queue_url {
+                settings.queue.url = Some(url);
+            }
+            if let Some(bucket) = args.ingress_bucket {
+                settings.ingress.bucket = Some(bucket);
+            }
+            if let Some(bucket) = args.egress_bucket {
+                settings.egress.bucket = Some(bucket);
+            }
+            let control = worker::Control {
+                interrupt: shutdown,
+                drain: CancellationToken::new(),
+            };
+            run_worker(&settings, control).await.map(|_| ())
+        }
+        Command::Transcode(args) => transcode(args).await,
         Command::Origin(args) => {
             let mut settings = resolve(&args.common)?;
             if let Some(bucket) = args.ingress_bucket {
@@ -143,7 +214,120 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn up(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let ingress = ingress(&settings).await?;
     info!(data = %settings.origin.data_dir.display(), "Starting spherecast up.");
-    origin::run(settings.origin, ingress, shutdown).await
+    let control = worker::Control {
+        interrupt: shutdown.child_token(),
+        drain: CancellationToken::new(),
+    };
+    let worker = async {
+        run_worker(&settings, control).await?;
+        // A worker that drained or went idle leaves the origin running.
+        shutdown.cancelled().await;
+        anyhow::Ok(())
+    };
+    let origin = origin::run(settings.origin.clone(), ingress, shutdown.clone());
+    tokio::try_join!(origin, worker).map(|_| ())
+}
+
+/// Builds the worker's ports (SQS + S3, or the embedded queue + local folders) and runs it.
+async fn run_worker(settings: &Settings, control: worker::Control) -> anyhow::Result<worker::Exit> {
+    let data = &settings.origin.data_dir;
+    let needs_aws = settings.queue.url.is_some()
+        || settings.ingress.bucket.is_some()
+        || settings.egress.bucket.is_some();
+    let aws = if needs_aws {
+        Some(
+            cloud::aws::sdk_config(
+                settings.aws.endpoint_url.as_deref(),
+                settings.aws.region.as_deref(),
+            )
+            .await,
+        )
+    } else {
+        None
+    };
+    let local_store =
+        |dir: &Option<PathBuf>, name: &str| -> anyhow::Result<Arc<dyn cloud::ObjectStore>> {
+            let dir = dir.clone().unwrap_or_else(|| data.join(name));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create the {name} folder {}", dir.display()))?;
+            Ok(Arc::new(cloud::LocalStore::new(dir, name.to_string())))
+        };
+    let s3_store = |bucket: &str| -> Arc<dyn cloud::ObjectStore> {
+        let aws = aws.as_ref().expect("AWS configuration loaded for a bucket");
+        Arc::new(cloud::S3Store::new(
+            cloud::aws::s3_client(aws, false),
+            bucket.to_string(),
+        ))
+    };
+    let ingress = match &settings.ingress.bucket {
+        Some(bucket) => s3_store(bucket),
+        None => local_store(&settings.ingress.dir, "ingress")?,
+    };
+    let egress = match &settings.egress.bucket {
+        Some(bucket) => s3_store(bucket),
+        None => local_store(&settings.egress.dir, "egress")?,
+    };
+    let queue: Arc<dyn cloud::Queue> = match (&settings.queue.url, &aws) {
+        (Some(url), Some(aws)) => Arc::new(cloud::SqsQueue::new(
+            cloud::aws::sqs_client(aws),
+            url.clone(),
+        )),
+        (Some(_), None) => unreachable!("a queue URL loads the AWS configuration"),
+        (None, _) => {
+            if settings.ingress.bucket.is_some() {
+                anyhow::bail!(
+                    "an ingress bucket is set but no queue URL: S3 events go to SQS, so set \
+                     [queue] url (or --queue-url) for the worker"
+                );
+            }
+            let dir = data.join("queue");
+            Arc::new(
+                cloud::EmbeddedQueue::open(&dir, settings.queue_settings()).with_context(|| {
+                    format!("cannot open the embedded queue in {}", dir.display())
+                })?,
+            )
+        }
+    };
+    let work_dir = settings
+        .worker
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| data.join("work"));
+    let ports = worker::Ports {
+        queue,
+        ingress,
+        egress,
+    };
+    worker::run(settings.worker.clone(), work_dir, ports, control).await
+}
+
+/// `spherecast transcode INPUT OUTPUT`: one file, no queue.
+async fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(args.config.as_deref())?;
+    settings.worker.validate()?;
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    let input = args.input.clone();
+    let output = args.output.clone();
+    let ladder = tokio::task::spawn_blocking(move || {
+        let never = std::sync::atomic::AtomicBool::new(false);
+        worker::transcode::transcode_file(&settings.worker, &input, &output, &never, &mut |p| {
+            let percent = p.percent().map_or("?".to_string(), |v| format!("{v:.0}%"));
+            info!(
+                percent,
+                speed = format!("{:.2}x", p.speed()),
+                "Transcoding."
+            );
+        })
+    })
+    .await??;
+    info!(
+        output = %args.output.display(),
+        renditions = ladder.renditions.len(),
+        speed = format!("{:.2}x", ladder.speed),
+        "Ladder written."
+    );
+    Ok(())
 }
 
 /// Builds the ingress ports from settings: S3 (+ S3's own events) or a local folder (+ the

@@ -14,6 +14,18 @@ pub struct Settings {
     pub ingress: IngressSettings,
     pub queue: QueueSettings,
     pub aws: AwsSettings,
+    pub worker: worker::WorkerConfig,
+    pub egress: EgressSettings,
+}
+
+/// The egress bucket the worker publishes ladders to.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressSettings {
+    /// An S3 bucket name. Unset: a local folder, `DATA/egress`.
+    pub bucket: Option<String>,
+    /// Local folder used when no bucket is set (default `DATA/egress`).
+    pub dir: Option<PathBuf>,
 }
 
 /// The ingress bucket finished recordings are uploaded to.
@@ -86,10 +98,29 @@ mod tests {
             ("[origin]\nrtmp_lisen = \"127.0.0.1:1\"\n", "rtmp_lisen"),
             ("[ingress]\nbukket = \"x\"\n", "bukket"),
             ("[nope]\n", "nope"),
+            ("[worker]\nconcurency = 2\n", "concurency"),
+            (
+                "[[worker.rungs]]\nname = \"a\"\nheight = 2\nvideo_kbps = 1\naudio_kbps = 1\nfps = 3\n",
+                "fps",
+            ),
+            ("[egress]\nbuket = \"x\"\n", "buket"),
         ] {
             let err = toml::from_str::<Settings>(doc).unwrap_err().to_string();
             assert!(err.contains(key), "{doc}: {err}");
         }
+    }
+
+    #[test]
+    fn worker_ladder_parses_with_defaults_per_rung() {
+        let s: Settings = toml::from_str(
+            "[worker]\nsegment_secs = 4\n[[worker.rungs]]\nname = \"540p\"\nheight = 540\nvideo_kbps = 1500\naudio_kbps = 96\n",
+        )
+        .unwrap();
+        assert_eq!(s.worker.segment_secs, 4);
+        assert_eq!(s.worker.rungs.len(), 1);
+        assert_eq!(s.worker.rungs[0].preset, "veryfast");
+        assert_eq!(s.worker.concurrency, 1);
+        s.worker.validate().unwrap();
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! End to end on one machine: ffmpeg pushes a test pattern into `spherecast up`; the live HLS
 //! is fetched over HTTP and checked with ffprobe; the finished recording lands in
-//! `DATA/ingress/` with its S3 event on the embedded queue.
+//! `DATA/ingress/`, its S3 event goes on the embedded queue, and the worker turns it into a
+//! ladder in `DATA/egress/`.
 
 use std::time::Duration;
 
@@ -45,10 +46,13 @@ fn video_span(probe: &Value) -> (f64, f64, bool) {
 }
 
 #[test]
-fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
+fn a_pushed_stream_is_served_live_then_recorded_and_published_as_a_vod_ladder() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut server = Spherecast::up(&data, &[]).expect("spherecast up starts");
+    let worker_http = testkit::net::free_addr().to_string();
+    let worker_url = |path: &str| format!("http://{worker_http}{path}");
+    let mut server =
+        Spherecast::up(&data, &["--worker-http", &worker_http]).expect("spherecast up starts");
 
     let mut push =
         clip::push_test_pattern(&server.rtmp_url("e2e"), 1280, 720, 30, PUSH_SECS, 60).unwrap();
@@ -142,9 +146,45 @@ fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
     wait_until(&server.http_url("/metrics"), Duration::from_secs(10), |r| {
         metric(&r.text(), "spherecast_origin_recordings_uploaded_total") == Some(1.0)
     });
+
+    // The worker inside `up` takes the event off the embedded queue and publishes the ladder
+    // to DATA/egress/STEM/, master playlist last.
+    let file_name = recording.file_name().unwrap().to_str().unwrap().to_owned();
+    let stem = file_name.trim_end_matches(".flv");
+    let ladder = data.join("egress").join(stem);
+    wait_until(&worker_url("/metrics"), Duration::from_secs(180), |r| {
+        metric(&r.text(), "spherecast_worker_jobs_succeeded_total") == Some(1.0)
+    });
+    assert!(
+        ladder.join("master.m3u8").exists(),
+        "log:\n{}",
+        server.log_text()
+    );
+    let reports = testkit::hls::verify_ladder(&ladder, 6);
+    let mut sizes: Vec<Option<(u64, u64)>> = reports.iter().map(|r| r.size).collect();
+    sizes.sort_by(|a, b| b.cmp(a));
+    assert_eq!(
+        sizes,
+        vec![
+            Some((1280, 720)),
+            Some((854, 480)),
+            Some((640, 360)),
+            Some((426, 240)),
+            Some((320, 180)),
+            None
+        ],
+        "the default ladder up to the 720p source, then audio"
+    );
+    let status = get(&worker_url("/status"));
+    assert_eq!(status.status, 200);
+    let status: Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(status["busy"], false, "{status}");
+    assert!(server.log_text().contains("Ladder published."));
+
     let exit = server.stop(Duration::from_secs(15)).unwrap();
     assert!(exit.success(), "spherecast exited with {exit}");
 
+    // The message was deleted once the ladder was published.
     let queue = cloud::EmbeddedQueue::open(
         data.join("queue"),
         cloud::QueueSettings {
@@ -154,19 +194,6 @@ fn a_pushed_stream_is_served_live_then_recorded_uploaded_and_announced() {
     )
     .unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let messages = runtime
-        .block_on(cloud::Queue::receive(&queue, 10, Duration::from_secs(1)))
-        .unwrap();
-    assert_eq!(messages.len(), 1, "{messages:?}");
-    let cloud::S3Event::Records(records) = cloud::S3Event::decode(&messages[0].body).unwrap()
-    else {
-        panic!("not a records event: {}", messages[0].body)
-    };
-    let file_name = recording.file_name().unwrap().to_str().unwrap();
-    assert_eq!(records[0].key, file_name);
-    assert_eq!(records[0].event_name, "ObjectCreated:Put");
-    assert_eq!(
-        records[0].size,
-        std::fs::metadata(&recording).unwrap().len()
-    );
+    let depth = runtime.block_on(cloud::Queue::depth(&queue)).unwrap();
+    assert_eq!((depth.visible, depth.in_flight), (0, 0), "queue is empty");
 }

@@ -348,7 +348,9 @@ mod tests {
             panic!("records expected");
         };
         assert_eq!(
-            decoded[0].event_time.map(|t| t.unix_timestamp_nanos() / 1_000_000),
+            decoded[0]
+                .event_time
+                .map(|t| t.unix_timestamp_nanos() / 1_000_000),
             Some(1_714_566_896_789)
         );
         assert_eq!(record["eventName"], "ObjectCreated:Put");
@@ -437,7 +439,9 @@ mod tests {
         assert_eq!(decoded.key, "dir/my file+x ü.mp4");
         assert_eq!(decoded.size, 5);
         assert_eq!(decoded.etag, "5d41402abc4b2a76b9719d911017c592");
-        let at = decoded.event_time.expect("moto's zone-less eventTime reads as UTC");
+        let at = decoded
+            .event_time
+            .expect("moto's zone-less eventTime reads as UTC");
         assert_eq!(at.unix_timestamp(), 1_795_222_737);
         assert_eq!(at.microsecond(), 477_320);
     }

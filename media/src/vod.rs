@@ -13,7 +13,10 @@
 //! a fixed interval that divides the target, every segment but the last lasts exactly the target
 //! and every rendition fed the same frames cuts at the same instants. Audio-only streams cut
 //! before the frame that would take a segment past the target. Every key frame is preceded by PAT and PMT, so each
-//! one can be addressed alone by a byte range in the I-frame playlist.
+//! one can be addressed alone by a byte range in the I-frame playlist. A last segment shorter
+//! than half a second (a frame or two after the last full GOP) is merged into the one before,
+//! whose EXTINF then still rounds to the target, as RFC 8216 requires. Because of that, each
+//! segment is returned one call later than it is completed.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -145,6 +148,9 @@ pub struct VodPackager {
     finished: bool,
     open: Option<Open>,
     next_index: u32,
+    /// The latest finished segment, held back until the next one finishes, so that a very
+    /// short last segment can be merged into it.
+    held: Option<VodSegment>,
     /// End (PTS + duration) of the latest frame written, per stream.
     video_end_90k: u64,
     audio_end_90k: u64,
@@ -166,6 +172,7 @@ impl VodPackager {
             finished: false,
             open: None,
             next_index: 0,
+            held: None,
             video_end_90k: 0,
             audio_end_90k: 0,
             written: Vec::new(),
@@ -230,8 +237,13 @@ impl VodPackager {
         let mut out = self.drain(true)?;
         self.finished = true;
         let end = self.video_end_90k.max(self.audio_end_90k);
-        if let Some(open) = self.open.take() {
-            out.push(self.close(open, end)?);
+        let tail = match self.open.take() {
+            Some(open) => Some(self.close(open, end)?),
+            None => None,
+        };
+        match (self.held.take(), tail) {
+            (Some(previous), Some(tail)) => out.extend(self.merge_short_tail(previous, tail)),
+            (previous, tail) => out.extend(previous.into_iter().chain(tail)),
         }
         Ok(out)
     }
@@ -273,7 +285,8 @@ impl VodPackager {
 
     fn start_segment(&mut self, start_90k: u64, out: &mut Vec<VodSegment>) -> Result<(), VodError> {
         if let Some(open) = self.open.take() {
-            out.push(self.close(open, start_90k)?);
+            let finished = self.close(open, start_90k)?;
+            out.extend(self.held.replace(finished));
         }
         let mut data = Vec::with_capacity(1 << 20);
         self.muxer.write_tables(&mut data);
@@ -385,6 +398,30 @@ impl VodPackager {
         }
         self.audio_end_90k = self.audio_end_90k.max(frame.pts_90k + frame_90k);
         Ok(())
+    }
+
+    /// A last segment so short that the two together still round to the target (a frame or
+    /// two left over after the last full GOP) is appended to the one before: a 40 ms segment
+    /// is a wasted request and its key frame alone would set the peak bitrate.
+    fn merge_short_tail(&mut self, mut previous: VodSegment, tail: VodSegment) -> Vec<VodSegment> {
+        let merged_90k = previous.duration_90k + tail.duration_90k;
+        let rounds_to_target = merged_90k < self.config.target_duration_90k + TICKS_PER_SECOND / 2;
+        if !rounds_to_target || tail.index != previous.index + 1 {
+            return vec![previous, tail];
+        }
+        let offset = previous.data.len() as u64;
+        for frame in self.iframes.iter_mut().filter(|f| f.segment == tail.index) {
+            frame.segment = previous.index;
+            frame.offset += offset;
+        }
+        let tail_written = self.written.pop().expect("the tail was recorded");
+        let previous_written = self.written.last_mut().expect("the previous was recorded");
+        previous_written.duration_90k += tail_written.duration_90k;
+        previous_written.bytes += tail_written.bytes;
+        previous.data.extend_from_slice(&tail.data);
+        previous.duration_90k = merged_90k;
+        self.next_index -= 1;
+        vec![previous]
     }
 
     fn close(&mut self, mut open: Open, end_90k: u64) -> Result<VodSegment, VodError> {
@@ -756,6 +793,43 @@ mod tests {
         assert_eq!(facts.codecs, vec!["mp4a.40.2"]);
         assert_eq!(facts.resolution, None);
         assert!(audio_only.iframe_playlist(|i| i.to_string()).is_none());
+    }
+
+    #[test]
+    fn a_tail_of_a_frame_or_two_joins_the_last_segment() {
+        let mut p = packager(true);
+        // 12 s and 2 frames: the frames after the last full segment start a new GOP.
+        let mut out = Vec::new();
+        for v in 0..362u64 {
+            let frame = VideoFrame {
+                pts_90k: v * 3000,
+                dts_90k: v * 3000,
+                duration_90k: 3000,
+                keyframe: v % 60 == 0,
+                annexb: access_unit(v % 60 == 0, v as u32),
+            };
+            out.extend(p.push_video(frame).unwrap());
+        }
+        out.extend(p.finish().unwrap());
+        let durations: Vec<u64> = out.iter().map(|s| s.duration_90k).collect();
+        assert_eq!(durations, vec![540_000, 546_000]);
+        let playlist = p.playlist(|i| format!("{i}.ts"));
+        assert!(playlist.contains("#EXT-X-TARGETDURATION:6\n"), "{playlist}");
+        assert!(
+            playlist.contains("#EXTINF:6.067,\n1.ts\n#EXT-X-ENDLIST"),
+            "{playlist}"
+        );
+        // The tail's key frame is still addressable, now inside segment 1.
+        let iframes = p.iframe_playlist(|i| format!("{i}.ts")).unwrap();
+        let last_range = iframes
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("#EXT-X-BYTERANGE"))
+            .unwrap();
+        let offset: usize = last_range.rsplit('@').next().unwrap().parse().unwrap();
+        assert!(offset > 0 && offset < out[1].data.len());
+        assert_eq!(out[1].data[offset], 0x47);
+        assert_eq!(p.facts().segments, 2);
     }
 
     #[test]

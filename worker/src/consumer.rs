@@ -211,15 +211,26 @@ async fn run_records(
 async fn settle(ctx: &JobContext, queue: &dyn Queue, message: &Message, outcome: Outcome) {
     if outcome.cancelled {
         ctx.metrics.jobs_released.inc();
-        match queue.change_visibility(&message.receipt, Duration::ZERO).await {
-            Ok(()) => info!(message = %message.id, "Job cancelled; message handed back to the queue."),
-            Err(err) => warn!(message = %message.id, %err, "Job cancelled; the message comes back when its visibility ends."),
+        match queue
+            .change_visibility(&message.receipt, Duration::ZERO)
+            .await
+        {
+            Ok(()) => {
+                info!(message = %message.id, "Job cancelled; message handed back to the queue.")
+            }
+            Err(err) => {
+                warn!(message = %message.id, %err, "Job cancelled; the message comes back when its visibility ends.")
+            }
         }
     } else if let Some(reason) = outcome.transient {
         let delay = ctx.config.retry_delay(message.receive_count);
         match queue.change_visibility(&message.receipt, delay).await {
-            Ok(()) => info!(message = %message.id, %reason, retry_in = ?delay, receive_count = message.receive_count, "Message released for a later retry."),
-            Err(err) => warn!(message = %message.id, %err, "Cannot delay the retry; the message comes back when its visibility ends."),
+            Ok(()) => {
+                info!(message = %message.id, %reason, retry_in = ?delay, receive_count = message.receive_count, "Message released for a later retry.")
+            }
+            Err(err) => {
+                warn!(message = %message.id, %err, "Cannot delay the retry; the message comes back when its visibility ends.")
+            }
         }
     } else if let Some(reason) = outcome.permanent {
         dead_letter(ctx, queue, message, &reason).await;
@@ -237,7 +248,10 @@ async fn delete(queue: &dyn Queue, message: &Message) {
 /// Moves a message that can never succeed to the dead-letter queue now; without one, it is
 /// released for the longest retry delay so that it is not lost.
 async fn dead_letter(ctx: &JobContext, queue: &dyn Queue, message: &Message, reason: &str) {
-    match queue.dead_letter(&message.receipt, &message.body, reason).await {
+    match queue
+        .dead_letter(&message.receipt, &message.body, reason)
+        .await
+    {
         Ok(true) => warn!(message = %message.id, %reason, "Message sent to the dead-letter queue."),
         Ok(false) => {
             let delay = Duration::from_secs(ctx.config.retry_max_secs);
@@ -246,7 +260,9 @@ async fn dead_letter(ctx: &JobContext, queue: &dyn Queue, message: &Message, rea
                 warn!(message = %message.id, %err, "Cannot release the message.");
             }
         }
-        Err(err) => warn!(message = %message.id, %err, "Cannot dead-letter the message; it will be received again."),
+        Err(err) => {
+            warn!(message = %message.id, %err, "Cannot dead-letter the message; it will be received again.")
+        }
     }
 }
 
@@ -268,7 +284,9 @@ async fn heartbeat(
         let left = MAX_VISIBILITY.saturating_sub(received_at.elapsed());
         let next = visibility.min(left);
         if next < Duration::from_secs(1) {
-            warn!("The message has been invisible for SQS's 12-hour maximum; it may now be received by another worker.");
+            warn!(
+                "The message has been invisible for SQS's 12-hour maximum; it may now be received by another worker."
+            );
             return;
         }
         if let Err(err) = queue.change_visibility(receipt, next).await {

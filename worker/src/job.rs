@@ -121,9 +121,9 @@ async fn transcode_and_publish(
         .to_ascii_lowercase();
     let source_path = dir.join(format!("source.{extension}"));
     let out_dir = dir.join("out");
-    tokio::fs::create_dir_all(&out_dir)
-        .await
-        .map_err(|err| JobError::Transient(format!("cannot create {}: {err}", out_dir.display())))?;
+    tokio::fs::create_dir_all(&out_dir).await.map_err(|err| {
+        JobError::Transient(format!("cannot create {}: {err}", out_dir.display()))
+    })?;
 
     let downloaded = tokio::select! {
         got = ctx.ingress.get_to_file(&record.key, &source_path) => {

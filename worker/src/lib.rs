@@ -134,12 +134,7 @@ async fn start_status_endpoint(
 }
 
 /// Drains the worker once it has had no job for `limit`.
-async fn watch_idle(
-    limit: Duration,
-    status: Status,
-    control: Control,
-    idle: CancellationToken,
-) {
+async fn watch_idle(limit: Duration, status: Status, control: Control, idle: CancellationToken) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -177,9 +172,8 @@ fn clear_work_dir(dir: &std::path::Path) -> anyhow::Result<()> {
         let entry = entry?;
         if entry.file_name().to_string_lossy().starts_with("job-") {
             info!(path = %entry.path().display(), "Removing a crashed job's work folder.");
-            std::fs::remove_dir_all(entry.path()).with_context(|| {
-                format!("cannot remove {}", entry.path().display())
-            })?;
+            std::fs::remove_dir_all(entry.path())
+                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
         }
     }
     Ok(())

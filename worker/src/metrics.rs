@@ -33,7 +33,9 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let minutes = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0, 7200.0];
+        let minutes = [
+            1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0, 7200.0,
+        ];
         Metrics {
             jobs_started: Counter::default(),
             jobs_succeeded: Counter::default(),
@@ -57,8 +59,16 @@ impl Metrics {
         let mut registry = Registry::with_prefix("spherecast_worker");
         let m = self.clone();
         registry.register("jobs_started", "Transcode jobs started", m.jobs_started);
-        registry.register("jobs_succeeded", "Transcode jobs whose ladder was published", m.jobs_succeeded);
-        registry.register("jobs_failed", "Transcode jobs that failed and will be retried", m.jobs_failed);
+        registry.register(
+            "jobs_succeeded",
+            "Transcode jobs whose ladder was published",
+            m.jobs_succeeded,
+        );
+        registry.register(
+            "jobs_failed",
+            "Transcode jobs that failed and will be retried",
+            m.jobs_failed,
+        );
         registry.register(
             "jobs_rejected",
             "Jobs that can never succeed (missing object, not media), sent to the dead-letter queue",
@@ -81,7 +91,11 @@ impl Metrics {
         );
         registry.register("jobs_running", "Jobs running now", m.jobs_running);
         registry.register("busy", "1 while the worker runs at least one job", m.busy);
-        registry.register("job_seconds", "Wall seconds per finished job", m.job_seconds);
+        registry.register(
+            "job_seconds",
+            "Wall seconds per finished job",
+            m.job_seconds,
+        );
         registry.register(
             "realtime_factor",
             "Media seconds transcoded per wall second",

@@ -134,10 +134,7 @@ pub async fn publish(
     }
 
     let mut opts = put_options(MASTER_PLAYLIST);
-    opts.metadata = BTreeMap::from([(
-        SOURCE_ETAG.to_owned(),
-        bare_etag(source_etag).to_owned(),
-    )]);
+    opts.metadata = BTreeMap::from([(SOURCE_ETAG.to_owned(), bare_etag(source_etag).to_owned())]);
     let master = bytes::Bytes::from(ladder.master.clone());
     with_retry(
         || egress.put_bytes(&master_key, master.clone(), &opts),
@@ -218,10 +215,16 @@ mod tests {
             playlist.content_type.as_deref(),
             Some("application/vnd.apple.mpegurl")
         );
-        assert_eq!(playlist.cache_control.as_deref(), Some("public, max-age=60"));
+        assert_eq!(
+            playlist.cache_control.as_deref(),
+            Some("public, max-age=60")
+        );
         let segment = put_options("720p/00001.ts");
         assert_eq!(segment.content_type.as_deref(), Some("video/mp2t"));
-        assert_eq!(segment.cache_control.as_deref(), Some("public, max-age=86400"));
+        assert_eq!(
+            segment.cache_control.as_deref(),
+            Some("public, max-age=86400")
+        );
     }
 
     #[test]

@@ -39,7 +39,10 @@ impl Metadata {
         let token = self
             .client
             .put(format!("{}/latest/api/token", self.base))
-            .header("X-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECS.to_string())
+            .header(
+                "X-aws-ec2-metadata-token-ttl-seconds",
+                TOKEN_TTL_SECS.to_string(),
+            )
             .send()
             .await?
             .error_for_status()?

@@ -30,7 +30,7 @@ pub enum TranscodeError {
     /// Anything else in the pipeline: may succeed on another try (another machine, more disk).
     #[error("transcode failed: {0}")]
     Pipeline(String),
-    #[error("output file {path}: {message}")]
+    #[error("file {path}: {message}")]
     Io { path: PathBuf, message: String },
     #[error("transcode cancelled")]
     Cancelled,

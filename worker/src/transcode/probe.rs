@@ -36,7 +36,11 @@ const DISCOVER_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(60);
 /// with neither stream are [`TranscodeError::NotMedia`] (permanent: retrying cannot help).
 pub fn probe(path: &Path) -> Result<SourceInfo, TranscodeError> {
     super::init()?;
-    let uri = gst::glib::filename_to_uri(path, None).map_err(|err| TranscodeError::Io {
+    let absolute = std::path::absolute(path).map_err(|err| TranscodeError::Io {
+        path: path.to_owned(),
+        message: err.to_string(),
+    })?;
+    let uri = gst::glib::filename_to_uri(&absolute, None).map_err(|err| TranscodeError::Io {
         path: path.to_owned(),
         message: err.to_string(),
     })?;
