@@ -194,10 +194,11 @@ impl VodPackager {
         if self.finished {
             return Err(VodError::Finished);
         }
-        if frame.keyframe && self.sps.is_none() {
-            if let Some(sps) = find_sps(&frame.annexb) {
-                self.sps = Some(SpsInfo::parse(sps)?);
-            }
+        if frame.keyframe
+            && self.sps.is_none()
+            && let Some(sps) = find_sps(&frame.annexb)
+        {
+            self.sps = Some(SpsInfo::parse(sps)?);
         }
         self.video.push_back(frame);
         self.drain(false)
@@ -369,7 +370,7 @@ impl VodPackager {
         frame: AudioFrame,
         out: &mut Vec<VodSegment>,
     ) -> Result<(), VodError> {
-        let asc = self.asc.clone().ok_or(VodError::MissingAudioConfig)?;
+        let asc = self.asc.ok_or(VodError::MissingAudioConfig)?;
         let frame_90k = asc.frame_duration_90k();
         if !self.config.has_video {
             // Audio-only: cut before the frame that would take the segment past the target,

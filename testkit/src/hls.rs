@@ -86,13 +86,13 @@ pub fn parse_master(text: &str) -> Master {
             master
                 .iframe_variants
                 .push(VariantEntry { attributes, uri });
-        } else if !line.starts_with('#') {
-            if let Some(attributes) = pending.take() {
-                master.variants.push(VariantEntry {
-                    attributes,
-                    uri: line.to_string(),
-                });
-            }
+        } else if !line.starts_with('#')
+            && let Some(attributes) = pending.take()
+        {
+            master.variants.push(VariantEntry {
+                attributes,
+                uri: line.to_string(),
+            });
         }
     }
     master

@@ -190,7 +190,10 @@ impl WorkerConfig {
         if self.keyframe_interval_secs == 0 || self.segment_secs == 0 {
             return fail("segment_secs and keyframe_interval_secs must be at least 1".into());
         }
-        if self.segment_secs % self.keyframe_interval_secs != 0 {
+        if !self
+            .segment_secs
+            .is_multiple_of(self.keyframe_interval_secs)
+        {
             return fail(format!(
                 "segment_secs ({}) must be a whole multiple of keyframe_interval_secs ({}) so \
                  that every segment starts with an IDR and none is longer than the target",

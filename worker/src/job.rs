@@ -96,10 +96,10 @@ pub async fn run(
     }
     let dir = ctx.work_dir.join(job_id);
     let result = transcode_and_publish(ctx, job_id, record, &stem, &dir, cancel).await;
-    if let Err(err) = tokio::fs::remove_dir_all(&dir).await {
-        if err.kind() != std::io::ErrorKind::NotFound {
-            warn!(dir = %dir.display(), %err, "Cannot remove a job's work folder.");
-        }
+    if let Err(err) = tokio::fs::remove_dir_all(&dir).await
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        warn!(dir = %dir.display(), %err, "Cannot remove a job's work folder.");
     }
     result
 }

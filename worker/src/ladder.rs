@@ -38,7 +38,7 @@ const GAP_FOR_SOURCE_RUNG: f64 = 1.1;
 pub fn plan(rungs: &[Rung], source: &SourceVideo) -> Vec<PlannedRung> {
     let source_height = source.height & !1;
     let mut sorted: Vec<&Rung> = rungs.iter().collect();
-    sorted.sort_by(|a, b| b.height.cmp(&a.height));
+    sorted.sort_by_key(|r| std::cmp::Reverse(r.height));
     let (dropped, kept): (Vec<&Rung>, Vec<&Rung>) =
         sorted.into_iter().partition(|r| r.height > source_height);
     let mut out = Vec::with_capacity(kept.len() + 1);

@@ -167,10 +167,8 @@ async fn remove_stale_segments(egress: &dyn ObjectStore, stem: &str, name: &str,
             .filter(|n| n.len() == 5 && n.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|n| n.parse::<usize>().ok())
             .is_some_and(|n| n >= count);
-        if stale {
-            if let Err(err) = egress.delete(&object.key).await {
-                warn!(key = %object.key, %err, "Cannot delete a stale segment.");
-            }
+        if stale && let Err(err) = egress.delete(&object.key).await {
+            warn!(key = %object.key, %err, "Cannot delete a stale segment.");
         }
     }
 }

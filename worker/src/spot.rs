@@ -31,10 +31,10 @@ struct Metadata {
 
 impl Metadata {
     async fn token(&mut self) -> Result<String, reqwest::Error> {
-        if let Some((token, at)) = &self.token {
-            if at.elapsed() < Duration::from_secs(TOKEN_TTL_SECS - 60) {
-                return Ok(token.clone());
-            }
+        if let Some((token, at)) = &self.token
+            && at.elapsed() < Duration::from_secs(TOKEN_TTL_SECS - 60)
+        {
+            return Ok(token.clone());
         }
         let token = self
             .client

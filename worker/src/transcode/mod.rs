@@ -193,7 +193,7 @@ pub fn master_playlist(renditions: &[RenditionOutput]) -> String {
         .iter()
         .filter(|r| r.facts.resolution.is_some())
         .collect();
-    video.sort_by(|a, b| b.facts.peak_bps.cmp(&a.facts.peak_bps));
+    video.sort_by_key(|r| std::cmp::Reverse(r.facts.peak_bps));
     if let Some(start) = video
         .iter()
         .enumerate()

@@ -570,16 +570,25 @@ fn run_bus(
         }
         if last_report.elapsed() >= plan.progress_interval {
             last_report = Instant::now();
-            let position = pipeline
-                .query_position::<gst::ClockTime>()
-                .map_or(Duration::ZERO, |p| Duration::from_nanos(p.nseconds()));
             on_progress(Progress {
-                position,
+                position: slowest_sink_position(pipeline),
                 duration: plan.duration,
                 elapsed: started.elapsed(),
             });
         }
     }
+}
+
+/// Media time every branch has reached. The pipeline's own position query answers with the
+/// furthest sink, and the audio branches finish long before the video encoders (decodebin's
+/// multiqueue lets the demuxer read ahead), which made a job report 100 % a third of the way in.
+fn slowest_sink_position(pipeline: &gst::Pipeline) -> Duration {
+    pipeline
+        .iterate_sinks()
+        .into_iter()
+        .filter_map(|sink| sink.ok()?.query_position::<gst::ClockTime>())
+        .min()
+        .map_or(Duration::ZERO, |p| Duration::from_nanos(p.nseconds()))
 }
 
 /// The first error on the bus after a failed state change, or `fallback`.
@@ -686,9 +695,9 @@ fn package(
                 r.name
             )));
         }
-        let playlist = r.packager.playlist(|i| segment_name(i));
+        let playlist = r.packager.playlist(segment_name);
         write_file(&r.dir.join("index.m3u8"), playlist.as_bytes())?;
-        let iframe_playlist = match r.packager.iframe_playlist(|i| segment_name(i)) {
+        let iframe_playlist = match r.packager.iframe_playlist(segment_name) {
             Some(text) => {
                 write_file(&r.dir.join("iframes.m3u8"), text.as_bytes())?;
                 Some(format!("{}/iframes.m3u8", r.name))

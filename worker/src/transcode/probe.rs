@@ -74,13 +74,13 @@ pub fn probe(path: &Path) -> Result<SourceInfo, TranscodeError> {
         .and_then(|c| c.caps())
         .and_then(|caps| caps.structure(0).map(|s| s.name().to_string()));
     let video_info = info.video_streams().into_iter().next();
-    if let Some(v) = &video_info {
-        if v.is_image() {
-            return Err(TranscodeError::NotMedia(format!(
-                "it is a still image ({}), not a video",
-                container.as_deref().unwrap_or("unknown format")
-            )));
-        }
+    if let Some(v) = &video_info
+        && v.is_image()
+    {
+        return Err(TranscodeError::NotMedia(format!(
+            "it is a still image ({}), not a video",
+            container.as_deref().unwrap_or("unknown format")
+        )));
     }
     let video = video_info.as_ref().map(|v| {
         let fps = v.framerate();
@@ -111,13 +111,13 @@ pub fn probe(path: &Path) -> Result<SourceInfo, TranscodeError> {
             "no audio or video stream found".to_owned(),
         ));
     }
-    if let Some(v) = &video {
-        if v.width < 2 || v.height < 2 {
-            return Err(TranscodeError::NotMedia(format!(
-                "video of {}x{} pixels is too small to encode",
-                v.width, v.height
-            )));
-        }
+    if let Some(v) = &video
+        && (v.width < 2 || v.height < 2)
+    {
+        return Err(TranscodeError::NotMedia(format!(
+            "video of {}x{} pixels is too small to encode",
+            v.width, v.height
+        )));
     }
     Ok(SourceInfo {
         duration: info
