@@ -1,7 +1,7 @@
 //! The transcoding pipeline. One decode feeds every rung:
 //!
 //! ```text
-//! filesrc ! decodebin ─video─ queue ! videoconvert ! videorate ! I420@fps ! tee ─┬─ queue ! videoscale ! WxH ! x264enc ! appsink   (per rung)
+//! filesrc ! decodebin ─video─ queue ! videoconvert ! videorate ! I420@fps,bt709 ! tee ─┬─ queue ! videoscale ! WxH ! x264enc ! appsink   (per rung)
 //!                     └audio─ queue ! audioconvert ! audioresample ! audiorate ! 48 kHz stereo ! tee ─┬─ queue ! avenc_aac ! appsink   (per distinct bitrate)
 //! ```
 //!
@@ -111,6 +111,10 @@ struct RenditionSetup {
 }
 
 const AUDIO_RENDITION: &str = "audio";
+/// One colour matrix through the whole video chain. Untagged caps default by frame size (BT.601
+/// below 720 lines, BT.709 above), so without this GStreamer would convert every SD rung's
+/// colours from an HD source; x264 tags the streams with it.
+const COLORIMETRY: &str = "bt709";
 const PACKET_QUEUE: usize = 256;
 const POLL: Duration = Duration::from_millis(200);
 
@@ -346,6 +350,7 @@ fn build_video(
             "caps",
             gst::Caps::builder("video/x-raw")
                 .field("format", "I420")
+                .field("colorimetry", COLORIMETRY)
                 .field(
                     "framerate",
                     gst::Fraction::new(plan.fps.0 as i32, plan.fps.1 as i32),
@@ -364,6 +369,9 @@ fn build_video(
         let q = queue(8)?;
         let scale = make("videoscale")?;
         scale.set_property("add-borders", false);
+        // Multi-tap linear: widens with the shrink factor, so downscaling does not alias
+        // (the default 2-tap bilinear loses about 0.013 SSIM at 1080p to 360p).
+        scale.set_property_from_str("method", "bilinear2");
         let size = gst::ElementFactory::make("capsfilter")
             .property(
                 "caps",
@@ -371,6 +379,7 @@ fn build_video(
                     .field("width", rung.width as i32)
                     .field("height", rung.height as i32)
                     .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                    .field("colorimetry", COLORIMETRY)
                     .build(),
             )
             .build()
