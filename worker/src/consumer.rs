@@ -98,7 +98,7 @@ pub async fn handle(
     let id = message.id.as_str();
     let records = match S3Event::decode(&message.body) {
         Ok(S3Event::Test) => {
-            info!(message = id, "S3 test event; deleting it.");
+            info!(message_id = id, "S3 test event; deleting it.");
             ctx.metrics.messages_ignored.inc();
             delete(queue, &message).await;
             return;
@@ -106,7 +106,7 @@ pub async fn handle(
         Ok(S3Event::Records(records)) => records,
         Err(err) => {
             let reason = format!("not an S3 event notification: {err}");
-            warn!(message = id, %reason, "Unreadable message.");
+            warn!(message_id = id, %reason, "Unreadable message.");
             ctx.metrics.jobs_rejected.inc();
             dead_letter(ctx, queue, &message, &reason).await;
             return;
@@ -116,10 +116,10 @@ pub async fn handle(
         .into_iter()
         .filter(|r| {
             if !r.event_name.starts_with("ObjectCreated:") {
-                info!(message = id, event = %r.event_name, key = %r.key, "Not an object-created event; ignoring it.");
+                info!(message_id = id, event = %r.event_name, key = %r.key, "Not an object-created event; ignoring it.");
                 false
             } else if !ctx.config.wants(&r.key) {
-                info!(message = id, key = %r.key, suffixes = ?ctx.config.suffixes, "Key has none of the configured suffixes; ignoring it.");
+                info!(message_id = id, key = %r.key, suffixes = ?ctx.config.suffixes, "Key has none of the configured suffixes; ignoring it.");
                 false
             } else {
                 true
@@ -174,7 +174,7 @@ async fn run_records(
             let waited = (time::OffsetDateTime::now_utc() - at).as_seconds_f64();
             ctx.metrics.queue_wait_seconds.observe(waited.max(0.0));
         }
-        info!(%key, message = %message.id, receive_count = message.receive_count, "Job started.");
+        info!(%key, message_id = %message.id, receive_count = message.receive_count, "Job started.");
         let result = job::run(ctx, &job_id, record, cancel.clone()).await;
         ctx.status.end_job(&job_id);
         match result {
@@ -216,20 +216,20 @@ async fn settle(ctx: &JobContext, queue: &dyn Queue, message: &Message, outcome:
             .await
         {
             Ok(()) => {
-                info!(message = %message.id, "Job cancelled; message handed back to the queue.")
+                info!(message_id = %message.id, "Job cancelled; message handed back to the queue.")
             }
             Err(err) => {
-                warn!(message = %message.id, %err, "Job cancelled; the message comes back when its visibility ends.")
+                warn!(message_id = %message.id, %err, "Job cancelled; the message comes back when its visibility ends.")
             }
         }
     } else if let Some(reason) = outcome.transient {
         let delay = ctx.config.retry_delay(message.receive_count);
         match queue.change_visibility(&message.receipt, delay).await {
             Ok(()) => {
-                info!(message = %message.id, %reason, retry_in = ?delay, receive_count = message.receive_count, "Message released for a later retry.")
+                info!(message_id = %message.id, %reason, retry_in = ?delay, receive_count = message.receive_count, "Message released for a later retry.")
             }
             Err(err) => {
-                warn!(message = %message.id, %err, "Cannot delay the retry; the message comes back when its visibility ends.")
+                warn!(message_id = %message.id, %err, "Cannot delay the retry; the message comes back when its visibility ends.")
             }
         }
     } else if let Some(reason) = outcome.permanent {
@@ -241,7 +241,7 @@ async fn settle(ctx: &JobContext, queue: &dyn Queue, message: &Message, outcome:
 
 async fn delete(queue: &dyn Queue, message: &Message) {
     if let Err(err) = queue.delete(&message.receipt).await {
-        warn!(message = %message.id, %err, "Cannot delete the message; it will be received again (the job is idempotent).");
+        warn!(message_id = %message.id, %err, "Cannot delete the message; it will be received again (the job is idempotent).");
     }
 }
 
@@ -252,16 +252,18 @@ async fn dead_letter(ctx: &JobContext, queue: &dyn Queue, message: &Message, rea
         .dead_letter(&message.receipt, &message.body, reason)
         .await
     {
-        Ok(true) => warn!(message = %message.id, %reason, "Message sent to the dead-letter queue."),
+        Ok(true) => {
+            warn!(message_id = %message.id, %reason, "Message sent to the dead-letter queue.")
+        }
         Ok(false) => {
             let delay = Duration::from_secs(ctx.config.retry_max_secs);
-            warn!(message = %message.id, %reason, retry_in = ?delay, "The queue has no dead-letter queue; releasing the message for the longest retry delay.");
+            warn!(message_id = %message.id, %reason, retry_in = ?delay, "The queue has no dead-letter queue; releasing the message for the longest retry delay.");
             if let Err(err) = queue.change_visibility(&message.receipt, delay).await {
-                warn!(message = %message.id, %err, "Cannot release the message.");
+                warn!(message_id = %message.id, %err, "Cannot release the message.");
             }
         }
         Err(err) => {
-            warn!(message = %message.id, %err, "Cannot dead-letter the message; it will be received again.")
+            warn!(message_id = %message.id, %err, "Cannot dead-letter the message; it will be received again.")
         }
     }
 }
