@@ -170,7 +170,17 @@ fn apply_worker_http(settings: &mut Settings, addr: Option<SocketAddr>) {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    let on_signal = match cli.command {
+        Command::Worker(_) => {
+            "Shutting down: handing running jobs back to the queue. Signal again to exit at once."
+        }
+        Command::Transcode(_) => "Stopping the transcode.",
+        _ => {
+            "Shutting down: finishing recordings and uploads in progress, handing running jobs \
+             back to the queue. Signal again to exit at once."
+        }
+    };
+    tokio::spawn(watch_signals(shutdown.clone(), on_signal));
     match cli.command {
         Command::Up(args) => {
             let mut settings = resolve(&args.common)?;
@@ -198,7 +208,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             run_worker(&settings, control).await.map(|_| ())
         }
-        Command::Transcode(args) => transcode(args).await,
+        Command::Transcode(args) => transcode(args, shutdown).await,
         Command::Origin(args) => {
             let mut settings = resolve(&args.common)?;
             if let Some(bucket) = args.ingress_bucket {
@@ -302,16 +312,21 @@ async fn run_worker(settings: &Settings, control: worker::Control) -> anyhow::Re
 }
 
 /// `spherecast transcode INPUT OUTPUT`: one file, no queue.
-async fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
+async fn transcode(args: TranscodeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref())?;
     settings.worker.validate()?;
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     let input = args.input.clone();
     let output = args.output.clone();
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = cancel.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
     let ladder = tokio::task::spawn_blocking(move || {
-        let never = std::sync::atomic::AtomicBool::new(false);
-        worker::transcode::transcode_file(&settings.worker, &input, &output, &never, &mut |p| {
+        worker::transcode::transcode_file(&settings.worker, &input, &output, &cancel, &mut |p| {
             let percent = p.percent().map_or("?".to_string(), |v| format!("{v:.0}%"));
             info!(
                 percent,
@@ -383,7 +398,7 @@ async fn ingress(settings: &Settings) -> anyhow::Result<origin::Ingress> {
 }
 
 /// First SIGTERM or Ctrl-C starts a graceful shutdown; a second one exits at once.
-async fn watch_signals(shutdown: CancellationToken) {
+async fn watch_signals(shutdown: CancellationToken, message: &'static str) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing a SIGTERM handler succeeds");
     for round in 0..2 {
@@ -392,9 +407,7 @@ async fn watch_signals(shutdown: CancellationToken) {
             _ = term.recv() => {}
         }
         if round == 0 {
-            info!(
-                "Shutting down: finishing recordings and uploads in progress. Signal again to exit at once."
-            );
+            info!("{message}");
             shutdown.cancel();
         } else {
             std::process::exit(130);
