@@ -2,20 +2,19 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::net::{free_addrs, wait_for_tcp};
+use crate::net::{free_addr, free_addrs, wait_for_tcp};
 
 /// A running `spherecast` process with its addresses and data folder.
 pub struct Spherecast {
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     pub data: PathBuf,
-    child: Option<Child>,
-    log: PathBuf,
+    process: Process,
 }
 
 /// The binary under test: the one cargo built for this test run.
@@ -56,6 +55,123 @@ impl Spherecast {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Spherecast> {
+        let mut args = vec![
+            "--rtmp".to_owned(),
+            rtmp.to_string(),
+            "--http".to_owned(),
+            http.to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut process = Process::spawn(command, data, &args, env)?;
+        process.wait_for(&[rtmp, http], Duration::from_secs(20))?;
+        Ok(Spherecast {
+            rtmp,
+            http,
+            data: data.to_path_buf(),
+            process,
+        })
+    }
+
+    pub fn rtmp_url(&self, name: &str) -> String {
+        format!("rtmp://{}/live/{name}", self.rtmp)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// Everything the process logged so far.
+    pub fn log_text(&self) -> String {
+        self.process.log_text()
+    }
+
+    /// SIGTERM, then waits up to `grace` for a clean exit. Returns the exit status.
+    pub fn stop(&mut self, grace: Duration) -> anyhow::Result<ExitStatus> {
+        self.process.stop(grace)
+    }
+
+    /// SIGKILL: a crash, for recovery tests.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
+/// A running `spherecast worker` with its status endpoint (`--worker-http`) on a free port.
+/// It has no RTMP or HTTP listener of its own, so [`Spherecast::start`] does not fit it.
+pub struct Worker {
+    /// The status endpoint: `/status`, `/metrics`, `/healthz`.
+    pub http: SocketAddr,
+    pub data: PathBuf,
+    process: Process,
+}
+
+impl Worker {
+    /// `spherecast worker --data DATA --worker-http ADDR` plus `extra` arguments and env vars;
+    /// waits until the status endpoint accepts connections (the worker then polls the queue).
+    pub fn start(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Worker> {
+        let mut worker = Self::spawn(data, extra, env)?;
+        worker.wait_ready(Duration::from_secs(20))?;
+        Ok(worker)
+    }
+
+    /// Like [`Worker::start`] without waiting, so that several workers can start at the same
+    /// moment; call [`Worker::wait_ready`] next.
+    pub fn spawn(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Worker> {
+        let http = free_addr();
+        let mut args = vec!["--worker-http".to_owned(), http.to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Ok(Worker {
+            http,
+            data: data.to_path_buf(),
+            process: Process::spawn("worker", data, &args, env)?,
+        })
+    }
+
+    /// Waits until the status endpoint accepts connections.
+    pub fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        self.process.wait_for(&[self.http], limit)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// Everything the worker logged so far.
+    pub fn log_text(&self) -> String {
+        self.process.log_text()
+    }
+
+    /// The exit status once the process has ended, `None` while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.process.exited()
+    }
+
+    /// SIGTERM, then waits up to `grace` for a clean exit. Returns the exit status.
+    pub fn stop(&mut self, grace: Duration) -> anyhow::Result<ExitStatus> {
+        self.process.stop(grace)
+    }
+
+    /// SIGKILL: a crash in the middle of a job.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
+/// The child process and its log file (`DATA.log`, stdout and stderr together); killed on
+/// drop.
+struct Process {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Process {
+    /// `spherecast COMMAND --data DATA ARGS...` with `RUST_LOG` (default `info`) and `env`.
+    fn spawn(
+        command: &str,
+        data: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Process> {
         std::fs::create_dir_all(data)?;
         let log = data.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
@@ -66,8 +182,7 @@ impl Spherecast {
         cmd.arg(command)
             .arg("--data")
             .arg(data)
-            .args(["--rtmp", &rtmp.to_string(), "--http", &http.to_string()])
-            .args(extra)
+            .args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -81,42 +196,39 @@ impl Spherecast {
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", binary().display()))?;
-        let mut me = Spherecast {
-            rtmp,
-            http,
-            data: data.to_path_buf(),
+        Ok(Process {
             child: Some(child),
             log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for addr in [rtmp, http] {
+        })
+    }
+
+    /// Waits until every address accepts connections, all within `limit`.
+    fn wait_for(&mut self, addrs: &[SocketAddr], limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        for &addr in addrs {
             let left = deadline.saturating_duration_since(Instant::now());
             if let Err(e) = wait_for_tcp(addr, left) {
-                let exited = me.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                let exited = self.exited();
                 bail!(
                     "spherecast did not start ({e}; exit: {exited:?}); log:\n{}",
-                    me.log_text()
+                    self.log_text()
                 );
             }
         }
-        Ok(me)
+        Ok(())
     }
 
-    pub fn rtmp_url(&self, name: &str) -> String {
-        format!("rtmp://{}/live/{name}", self.rtmp)
-    }
-
-    pub fn http_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.http)
-    }
-
-    /// Everything the process logged so far.
-    pub fn log_text(&self) -> String {
+    fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// SIGTERM, then waits up to `grace` for a clean exit. Returns the exit status.
-    pub fn stop(&mut self, grace: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    fn stop(&mut self, grace: Duration) -> anyhow::Result<ExitStatus> {
         let mut child = self.child.take().context("already stopped")?;
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -128,6 +240,7 @@ impl Spherecast {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
+                let _ = child.wait();
                 bail!(
                     "spherecast did not exit within {grace:?} of SIGTERM; log:\n{}",
                     self.log_text()
@@ -137,8 +250,7 @@ impl Spherecast {
         }
     }
 
-    /// SIGKILL: a crash, for recovery tests.
-    pub fn kill(&mut self) {
+    fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -146,7 +258,7 @@ impl Spherecast {
     }
 }
 
-impl Drop for Spherecast {
+impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
