@@ -10,6 +10,7 @@ use cloud::{EventRecord, ObjectStore, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::claim::{self, Holder};
 use crate::config::WorkerConfig;
 use crate::metrics::Metrics;
 use crate::output;
@@ -51,6 +52,10 @@ pub enum JobError {
     Cancelled,
 }
 
+/// How often a job waiting for another job's ladder looks again (at most; `heartbeat_secs`
+/// when shorter).
+const CLAIM_POLL: Duration = Duration::from_secs(2);
+
 impl From<TranscodeError> for JobError {
     fn from(err: TranscodeError) -> Self {
         match err {
@@ -88,14 +93,29 @@ pub async fn run(
         )));
     }
     let stem = output::stem_of(&record.key, &ctx.config.suffixes);
-    if output::already_published(ctx.egress.as_ref(), &stem, &record.etag)
-        .await
-        .map_err(|e| store_error(e, ctx.egress.bucket()))?
-    {
-        return Ok(Done::AlreadyPublished { stem });
+    if let Some(done) = wait_for_claim(ctx, job_id, record, &stem, &cancel).await? {
+        return Ok(done);
     }
+    claim::write(ctx.egress.as_ref(), &stem, job_id, ctx.config.visibility())
+        .await
+        .map_err(|e| store_error(e, ctx.egress.bucket()))?;
+    let stop_renewal = CancellationToken::new();
+    let renewal = tokio::spawn(renew_claim(
+        ctx.egress.clone(),
+        stem.clone(),
+        job_id.to_owned(),
+        ctx.config.visibility(),
+        ctx.config.heartbeat(),
+        stop_renewal.clone(),
+    ));
     let dir = ctx.work_dir.join(job_id);
     let result = transcode_and_publish(ctx, job_id, record, &stem, &dir, cancel).await;
+    // No renewal may land after the release.
+    stop_renewal.cancel();
+    let _ = renewal.await;
+    if let Err(err) = claim::release(ctx.egress.as_ref(), &stem, job_id).await {
+        warn!(%stem, %err, "Cannot release the job's claim; it lapses by itself.");
+    }
     if let Err(err) = tokio::fs::remove_dir_all(&dir).await
         && err.kind() != std::io::ErrorKind::NotFound
     {
@@ -194,6 +214,19 @@ async fn transcode_and_publish(
         .map(|r| r.facts.duration)
         .max()
         .unwrap_or_default();
+    // A duplicate of this event taken at the same moment also claimed the stem: only the job
+    // named by the last claim publishes, so that one encode goes out and not a mix of two.
+    let holder = claim::holder(ctx.egress.as_ref(), stem, job_id)
+        .await
+        .map_err(|e| store_error(e, ctx.egress.bucket()))?;
+    if holder != Holder::Us {
+        if let Some(done) = wait_for_claim(ctx, job_id, record, stem, &cancel).await? {
+            return Ok(done);
+        }
+        claim::write(ctx.egress.as_ref(), stem, job_id, ctx.config.visibility())
+            .await
+            .map_err(|e| store_error(e, ctx.egress.bucket()))?;
+    }
     let publish = output::publish(ctx.egress.clone(), stem, &out_dir, &ladder, &source_etag);
     tokio::select! {
         published = publish => published.map_err(|e| store_error(e, ctx.egress.bucket()))?,
@@ -204,4 +237,68 @@ async fn transcode_and_publish(
         media,
         wall: started.elapsed(),
     })
+}
+
+/// Waits while another job holds the claim on `stem` (see [`claim`]): `Some` once the ladder
+/// for this source is published, `None` once nobody else holds the claim.
+async fn wait_for_claim(
+    ctx: &JobContext,
+    job_id: &str,
+    record: &EventRecord,
+    stem: &str,
+    cancel: &CancellationToken,
+) -> Result<Option<Done>, JobError> {
+    let egress = ctx.egress.as_ref();
+    let mut waiting = false;
+    loop {
+        if output::already_published(egress, stem, &record.etag)
+            .await
+            .map_err(|e| store_error(e, egress.bucket()))?
+        {
+            return Ok(Some(Done::AlreadyPublished {
+                stem: stem.to_owned(),
+            }));
+        }
+        let holder = claim::holder(egress, stem, job_id)
+            .await
+            .map_err(|e| store_error(e, egress.bucket()))?;
+        if holder != Holder::Other {
+            return Ok(None);
+        }
+        if !waiting {
+            info!(key = %record.key, prefix = %stem, "Another job is making this ladder; waiting for it.");
+            waiting = true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(ctx.config.heartbeat().min(CLAIM_POLL)) => {}
+            () = cancel.cancelled() => return Err(JobError::Cancelled),
+        }
+    }
+}
+
+/// Keeps the job's claim from lapsing until `stop`: every `every`, the claim is valid for
+/// `lease` from now. Ends early when another job holds it (the check before publishing sees
+/// that).
+async fn renew_claim(
+    egress: Arc<dyn ObjectStore>,
+    stem: String,
+    job_id: String,
+    lease: Duration,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
+        }
+        let renewed = match claim::holder(egress.as_ref(), &stem, &job_id).await {
+            Ok(Holder::Other) => return,
+            Ok(_) => claim::write(egress.as_ref(), &stem, &job_id, lease).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = renewed {
+            warn!(%stem, %err, "Cannot renew the job's claim.");
+        }
+    }
 }

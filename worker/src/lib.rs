@@ -2,6 +2,7 @@
 //! an ABR HLS ladder and publishes it to the egress bucket, under at-least-once delivery,
 //! crashes, spot interruptions and poison input.
 
+pub mod claim;
 pub mod config;
 pub mod consumer;
 pub mod job;
