@@ -67,6 +67,7 @@ pub async fn run(
         Some(addr) => Some(start_status_endpoint(addr, status.clone(), stop_http.clone()).await?),
         None => None,
     };
+    tokio::spawn(follow_phase(control.clone(), status.clone()));
     if config.spot.enabled {
         tokio::spawn(spot::watch(
             config.spot.clone(),
@@ -132,6 +133,19 @@ async fn start_status_endpoint(
             warn!(%err, "Worker status endpoint stopped.");
         }
     }))
+}
+
+/// Keeps the status endpoint's phase in step with `control`, whoever stopped the worker
+/// (SIGTERM, a spot notice, a rebalance notice, the idle limit).
+async fn follow_phase(control: Control, status: Status) {
+    tokio::select! {
+        () = control.interrupt.cancelled() => status.set_phase(Phase::Interrupted),
+        () = control.drain.cancelled() => {
+            status.set_phase(Phase::Draining);
+            control.interrupt.cancelled().await;
+            status.set_phase(Phase::Interrupted);
+        }
+    }
 }
 
 /// Drains the worker once it has had no job for `limit`.
