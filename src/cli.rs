@@ -50,15 +50,22 @@ pub enum Command {
     Transcode(TranscodeArgs),
 }
 
-/// Flags shared by every service that runs the origin.
+/// Flags every long-running service takes.
 #[derive(Debug, Args)]
-pub struct CommonArgs {
+pub struct FileArgs {
     /// TOML configuration file (optional; flags override it).
     #[arg(long, env = "SPHERECAST_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Data folder: recordings, upload spool, local buckets, embedded queue.
+    /// Data folder: recordings, upload spool, local buckets, embedded queue, work folder.
     #[arg(long, env = "SPHERECAST_DATA")]
     pub data: Option<PathBuf>,
+}
+
+/// Flags shared by every service that runs the origin.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
     /// RTMP listen address.
     #[arg(long, env = "SPHERECAST_RTMP")]
     pub rtmp: Option<SocketAddr>,
@@ -93,12 +100,8 @@ pub struct OriginArgs {
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// TOML configuration file (optional; flags override it).
-    #[arg(long, env = "SPHERECAST_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Data folder: local buckets, embedded queue, work folder.
-    #[arg(long, env = "SPHERECAST_DATA")]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub files: FileArgs,
     /// Worker status endpoint address (`/status`, `/metrics`, `/healthz`).
     #[arg(long, env = "SPHERECAST_WORKER_HTTP")]
     pub worker_http: Option<SocketAddr>,
@@ -141,11 +144,8 @@ pub fn init_logging(format: &LogFormat) {
 
 /// Applies flags over the file, with the `up` defaults (./data) where neither says anything.
 fn resolve(common: &CommonArgs) -> anyhow::Result<Settings> {
-    let mut settings = Settings::load(common.config.as_deref())?;
+    let mut settings = load(&common.files)?;
     let origin = &mut settings.origin;
-    if let Some(data) = &common.data {
-        origin.data_dir = data.clone();
-    }
     if let Some(rtmp) = common.rtmp {
         origin.rtmp_listen = rtmp;
     }
@@ -157,6 +157,15 @@ fn resolve(common: &CommonArgs) -> anyhow::Result<Settings> {
     }
     if let Some(token) = &common.api_token {
         origin.api_token = Some(token.clone());
+    }
+    Ok(settings)
+}
+
+/// The config file with `--data` applied.
+fn load(files: &FileArgs) -> anyhow::Result<Settings> {
+    let mut settings = Settings::load(files.config.as_deref())?;
+    if let Some(data) = &files.data {
+        settings.origin.data_dir = data.clone();
     }
     Ok(settings)
 }
@@ -188,10 +197,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             up(settings, shutdown).await
         }
         Command::Worker(args) => {
-            let mut settings = Settings::load(args.config.as_deref())?;
-            if let Some(data) = args.data {
-                settings.origin.data_dir = data;
-            }
+            let mut settings = load(&args.files)?;
             apply_worker_http(&mut settings, args.worker_http);
             if let Some(url) = args.queue_url {
                 settings.queue.url = Some(url);

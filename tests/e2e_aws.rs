@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use cloud::{ObjectStore, Queue};
 use testkit::clip;
 use testkit::moto::MotoServer;
@@ -30,31 +29,7 @@ async fn in_aws_mode_the_recording_lands_in_the_s3_bucket_and_s3_announces_it() 
         cloud::SqsQueue::create_with_dead_letter(sqs.clone(), "ingress-events", &settings)
             .await
             .unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(queue.url())
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .expect("queue ARN");
-    let notify = QueueConfiguration::builder()
-        .queue_arn(arn)
-        .events(Event::from("s3:ObjectCreated:*"))
-        .build()
-        .unwrap();
-    s3.put_bucket_notification_configuration()
-        .bucket("ingress")
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(notify)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    store.notify_object_created(&queue).await.unwrap();
     // Configuring a notification sends s3:TestEvent first; take it off the queue.
     for message in queue.receive(10, Duration::from_secs(1)).await.unwrap() {
         assert_eq!(

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-use aws_sdk_sqs::types::QueueAttributeName;
 use cloud::{ObjectInfo, ObjectStore, PutOptions, Queue, QueueDepth, S3Store, SqsQueue};
 use testkit::clip::make_clip;
 use testkit::hls::{parse_master, parse_media, verify_ladder};
@@ -95,35 +93,7 @@ impl Moto {
 
     /// S3 announces every object created in `bucket` on `queue` (and sends s3:TestEvent now).
     fn notify(&self, bucket: &S3Store, queue: &SqsQueue) {
-        self.block_on(async {
-            let arn = self
-                .sqs
-                .get_queue_attributes()
-                .queue_url(queue.url())
-                .attribute_names(QueueAttributeName::QueueArn)
-                .send()
-                .await
-                .unwrap()
-                .attributes
-                .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-                .expect("queue ARN");
-            let notify = QueueConfiguration::builder()
-                .queue_arn(arn)
-                .events(Event::from("s3:ObjectCreated:*"))
-                .build()
-                .unwrap();
-            self.s3
-                .put_bucket_notification_configuration()
-                .bucket(bucket.bucket())
-                .notification_configuration(
-                    NotificationConfiguration::builder()
-                        .queue_configurations(notify)
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
-        });
+        self.block_on(bucket.notify_object_created(queue)).unwrap();
     }
 
     /// Uploads `file` as `key`; returns what S3 then reports for it (eTag with quotes).

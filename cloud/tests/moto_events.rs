@@ -6,8 +6,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
 use cloud::{ObjectStore, PutOptions, Queue, QueueSettings, S3Event, S3Store, SqsQueue};
 use testkit::moto::MotoServer;
@@ -32,33 +30,7 @@ async fn moto_events_decode_to_the_uploaded_keys() {
             .await
             .unwrap();
 
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(queue.url())
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .and_then(|mut attributes| attributes.remove(&QueueAttributeName::QueueArn))
-        .expect("queue has an ARN");
-    let notification = QueueConfiguration::builder()
-        .queue_arn(arn)
-        .events(Event::from("s3:ObjectCreated:*"))
-        .build()
-        .unwrap();
-    store
-        .client()
-        .put_bucket_notification_configuration()
-        .bucket(store.bucket())
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(notification)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    store.notify_object_created(&queue).await.unwrap();
 
     let scratch = tempfile::tempdir().unwrap();
     let big = scratch.path().join("big.mp4");

@@ -87,6 +87,56 @@ impl S3Store {
         }
     }
 
+    /// Has S3 announce every object created in this bucket on `queue`
+    /// (`s3:ObjectCreated:*`); S3 sends an `s3:TestEvent` to the queue right away. For moto
+    /// server, tests and fresh accounts: in production the notification (with a suffix filter
+    /// and a queue policy) comes from the infrastructure template.
+    pub async fn notify_object_created(
+        &self,
+        queue: &crate::queue::SqsQueue,
+    ) -> Result<(), StoreError> {
+        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let rejected = |message: String| StoreError::Rejected {
+            op: "PutBucketNotificationConfiguration",
+            key: String::new(),
+            message,
+        };
+        let arn = queue
+            .client()
+            .get_queue_attributes()
+            .queue_url(queue.url())
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|err| {
+                rejected(format!(
+                    "cannot read the queue's ARN: {}",
+                    DisplayErrorContext(&err)
+                ))
+            })?
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .ok_or_else(|| rejected(format!("queue {} reported no QueueArn", queue.url())))?;
+        let target = QueueConfiguration::builder()
+            .queue_arn(arn)
+            .events(Event::from("s3:ObjectCreated:*"))
+            .build()
+            .map_err(|err| rejected(err.to_string()))?;
+        self.client
+            .put_bucket_notification_configuration()
+            .bucket(&self.bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(target)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|err| self.sdk_error(err, "PutBucketNotificationConfiguration", ""))?;
+        Ok(())
+    }
+
     async fn put_single(
         &self,
         key: &str,
