@@ -3,5 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod policy;
+pub mod sim;
 
 pub use policy::{Decision, History, Observation, PolicyConfig, Rule, decide};

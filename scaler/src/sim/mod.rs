@@ -1,0 +1,1 @@
+//! The scaling simulator (work in progress).
