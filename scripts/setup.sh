@@ -47,6 +47,15 @@ if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c "import moto, sys; sy
   .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
+# cfn-lint in the same venv: tests/infra.rs lints infra/spherecast.yaml with it and loads the
+# template with its decoder (moto[server] pulls in some cfn-lint; this pins the one we test with).
+CFN_LINT_VERSION="1.58.0"
+if [ ! -x .venv/bin/cfn-lint ] || ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('cfn-lint') != '$CFN_LINT_VERSION')" 2>/dev/null; then
+  echo "setup: installing cfn-lint==$CFN_LINT_VERSION into .venv"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check "cfn-lint==$CFN_LINT_VERSION"
+fi
+
 # Front-end assets the origin serves (hls.js; no CDN at run time) and playwright-core, which
 # drives Debian's Chromium in the browser tests (no browser download).
 if [ ! -f web/node_modules/hls.js/dist/hls.min.js ] || [ ! -d web/node_modules/playwright-core ]; then
