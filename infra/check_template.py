@@ -46,7 +46,7 @@ CHECKS = {
     "ingress-lifecycle": "the ingress bucket aborts incomplete multipart uploads",
     "ingress-suffix-filter": "the ingress bucket notifies only for keys ending in .flv",
     "worker-visibility": "the worker's visibility_secs equals the queue's VisibilityTimeout",
-    "scaler-config": "the scaler Lambda's SPHERECAST_CONFIG has the scaler schema and matches the fleet, queue and state object its role may use",
+    "scaler-config": "the scaler Lambda's configuration variable has the scaler schema and matches the fleet, queue and state object its role may use",
 }
 
 # Actions whose wildcard form is acceptable: read-only listings of fleet state.
@@ -360,13 +360,17 @@ def user_data_configs(tpl, evaluator):
     return found
 
 
+# The environment variable the scaler Lambda reads its TOML document from
+# (scaler::lambda::CONFIG_VARIABLE); --scaler-variable overrides it.
+SCALER_VARIABLE = "SPHERECAST_CONFIG_TOML"
+
+
 def scaler_configs(tpl, evaluator):
-    """{function: TOML text} of each Lambda's SPHERECAST_CONFIG."""
+    """{function: TOML text or None when the variable is missing} for each Lambda function."""
     found = {}
     for name, _, props in tpl.of_type("AWS::Lambda::Function"):
         env = ((props.get("Environment") or {}).get("Variables")) or {}
-        if "SPHERECAST_CONFIG" in env:
-            found[name] = evaluator.value(env["SPHERECAST_CONFIG"])
+        found[name] = evaluator.value(env[SCALER_VARIABLE]) if SCALER_VARIABLE in env else None
     return found
 
 
@@ -823,16 +827,25 @@ def check_scaler_config(tpl):
         for function, text in scaler_configs(tpl, ev).items():
             n += 1
             where = "%s (%s)" % (function, fleet)
+            if text is None:
+                problems.append(
+                    "%s has no %s environment variable: the scaler reads its configuration "
+                    "from it" % (where, SCALER_VARIABLE)
+                )
+                continue
             try:
                 doc = tomllib.loads(text)
             except tomllib.TOMLDecodeError as err:
-                problems.append("%s: SPHERECAST_CONFIG is not TOML: %s" % (where, err))
+                problems.append("%s: %s is not TOML: %s" % (where, SCALER_VARIABLE, err))
                 continue
             scaler = doc.get("scaler") or {}
             tables = {"queue": doc.get("queue") or {}, "scaler": scaler,
                       "scaler.policy": scaler.get("policy") or {}}
             if set(doc) != {"queue", "scaler"}:
-                problems.append("%s: SPHERECAST_CONFIG has sections %s, not [queue] and [scaler]" % (where, sorted(doc)))
+                problems.append(
+                    "%s: %s has sections %s, not [queue] and [scaler]"
+                    % (where, SCALER_VARIABLE, sorted(doc))
+                )
             for table, keys in schema.items():
                 if set(tables[table]) != keys:
                     problems.append(
@@ -860,6 +873,16 @@ def check_scaler_config(tpl):
                     problems.append(
                         "%s: role %s may not %s the state object %s" % (where, role, action, state)
                     )
+            # Without ListBucket a missing object reads as 403, not NoSuchKey: the first run
+            # (no state yet) would fail, and every run after it.
+            bucket_arns_ = {"arn:aws:s3:::%s" % b for b in names}
+            if role not in tpl.resources or not any(
+                role_allows(tpl, role, "s3:ListBucket", a) for a in bucket_arns_
+            ):
+                problems.append(
+                    "%s: role %s may not s3:ListBucket %s, so a missing state object answers "
+                    "403 instead of NoSuchKey and the first run fails" % (where, role, match.group(1))
+                )
     return problems, n
 
 
@@ -896,7 +919,8 @@ def emit_configs(tpl, directory):
     written = []
     for fleet in fleet_types(tpl):
         ev = Evaluator(tpl, {"WorkerFleetType": fleet})
-        for kind, docs in (("settings", user_data_configs(tpl, ev)), ("scaler", scaler_configs(tpl, ev))):
+        scaler = {k: v for k, v in scaler_configs(tpl, ev).items() if v is not None}
+        for kind, docs in (("settings", user_data_configs(tpl, ev)), ("scaler", scaler)):
             for resource, text in docs.items():
                 path = os.path.join(directory, "%s-%s-%s.toml" % (kind, resource, fleet))
                 with open(path, "w") as f:
@@ -907,11 +931,19 @@ def emit_configs(tpl, directory):
 
 
 def main():
+    global SCALER_VARIABLE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("template", nargs="?")
     parser.add_argument("--emit-configs", metavar="DIR")
     parser.add_argument("--list-checks", action="store_true")
+    parser.add_argument(
+        "--scaler-variable",
+        metavar="NAME",
+        help="environment variable holding the scaler Lambda's TOML (default %s)" % SCALER_VARIABLE,
+    )
     args = parser.parse_args()
+    if args.scaler_variable:
+        SCALER_VARIABLE = args.scaler_variable
     if args.list_checks:
         for check, what in CHECKS.items():
             print("%s\t%s" % (check, what))

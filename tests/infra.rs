@@ -80,9 +80,31 @@ fn template_passes_cfn_lint() {
     );
 }
 
+/// The environment variable the scaler Lambda reads its TOML from, as the scaler crate
+/// defines it (`scaler::lambda::CONFIG_VARIABLE`): the template must set the same one.
+fn scaler_config_variable() -> String {
+    let source = root().join("scaler/src/lambda.rs");
+    let text = fs::read_to_string(&source)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", source.display()));
+    text.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("pub const CONFIG_VARIABLE: &str = \"")
+        })
+        .and_then(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            panic!(
+                "no `pub const CONFIG_VARIABLE: &str` in {}",
+                source.display()
+            )
+        })
+}
+
 #[test]
 fn template_passes_every_security_check_and_each_check_sees_something() {
-    let out = checker(&[TEMPLATE]);
+    let variable = scaler_config_variable();
+    let out = checker(&["--scaler-variable", &variable, TEMPLATE]);
     let report = text(&out);
     assert!(
         out.status.success(),
