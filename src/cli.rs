@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -48,6 +49,9 @@ pub enum Command {
     /// Transcode one local file into an HLS ladder in a folder (what a worker job does, without
     /// queue or buckets).
     Transcode(TranscodeArgs),
+    /// Size the worker fleet from the queue: a loop (every `[scaler] interval_secs`), or one
+    /// run with `--once` (for cron).
+    Scaler(ScalerArgs),
 }
 
 /// Flags every long-running service takes.
@@ -127,6 +131,22 @@ pub struct TranscodeArgs {
     pub output: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct ScalerArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    /// One run, then exit: 0 when it worked, 1 when the queue, the fleet or the stored state
+    /// could not be read or changed (nothing is changed then).
+    #[arg(long)]
+    pub once: bool,
+    /// Print the decision and its reason; change neither the fleet nor the stored state.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// SQS queue URL (overrides [queue] url).
+    #[arg(long, env = "SPHERECAST_QUEUE_URL")]
+    pub queue_url: Option<String>,
+}
+
 pub fn init_logging(format: &LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -184,6 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             "Shutting down: handing running jobs back to the queue. Signal again to exit at once."
         }
         Command::Transcode(_) => "Stopping the transcode.",
+        Command::Scaler(_) => "Stopping the scaler.",
         _ => {
             "Shutting down: finishing recordings and uploads in progress, handing running jobs \
              back to the queue. Signal again to exit at once."
@@ -215,6 +236,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             run_worker(&settings, control).await.map(|_| ())
         }
         Command::Transcode(args) => transcode(args, shutdown).await,
+        Command::Scaler(args) => run_scaler(args, shutdown).await,
         Command::Origin(args) => {
             let mut settings = resolve(&args.common)?;
             if let Some(bucket) = args.ingress_bucket {
@@ -224,6 +246,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             origin::run(settings.origin, ingress, shutdown).await
         }
     }
+}
+
+/// `spherecast scaler`: the fleet's size from the SQS queue's counters.
+async fn run_scaler(args: ScalerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut settings = load(&args.files)?;
+    if let Some(url) = args.queue_url {
+        settings.queue.url = Some(url);
+    }
+    let queue_url =
+        settings.queue.url.as_deref().context(
+            "the scaler sizes a fleet from an SQS queue: set [queue] url or --queue-url",
+        )?;
+    let sdk = cloud::aws::sdk_config(
+        settings.aws.endpoint_url.as_deref(),
+        settings.aws.region.as_deref(),
+    )
+    .await;
+    let default_state = settings.origin.data_dir.join("scaler").join("state.json");
+    let scaler = scaler::Scaler::from_config(&settings.scaler, queue_url, &sdk, &default_state)?;
+    if args.once {
+        let report = scaler
+            .run_once(scaler::runner::unix_now(), args.dry_run)
+            .await
+            .context("scaler run failed, nothing changed")?;
+        println!("{report}");
+        return Ok(());
+    }
+    let period = Duration::from_secs(settings.scaler.interval_secs);
+    info!(
+        fleet = %scaler.fleet(),
+        every_secs = period.as_secs(),
+        dry_run = args.dry_run,
+        "Starting the scaler."
+    );
+    scaler
+        .run_loop(period, args.dry_run, shutdown.cancelled())
+        .await;
+    Ok(())
 }
 
 /// All services in one process, sharing the local buckets and the embedded queue.

@@ -16,6 +16,7 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub worker: worker::WorkerConfig,
     pub egress: EgressSettings,
+    pub scaler: scaler::ScalerConfig,
 }
 
 /// The egress bucket the worker publishes ladders to.
@@ -104,6 +105,8 @@ mod tests {
                 "fps",
             ),
             ("[egress]\nbuket = \"x\"\n", "buket"),
+            ("[scaler]\nfleat = \"x\"\n", "fleat"),
+            ("[scaler.policy]\nmaximum = 3\n", "maximum"),
         ] {
             let err = toml::from_str::<Settings>(doc).unwrap_err().to_string();
             assert!(err.contains(key), "{doc}: {err}");

@@ -49,6 +49,9 @@ pub struct Message {
 pub struct QueueDepth {
     pub visible: u64,
     pub in_flight: u64,
+    /// Sent with a delay that has not passed yet (SQS `DelaySeconds`; the embedded queue has
+    /// no delayed sends, so 0 there).
+    pub delayed: u64,
 }
 
 /// How an embedded queue behaves (for SQS these are attributes of the queue itself).

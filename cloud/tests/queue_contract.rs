@@ -137,7 +137,8 @@ async fn send_receive_delete(queue: &dyn Queue, _dead_letter: &dyn Queue) {
         queue.depth().await.unwrap(),
         QueueDepth {
             visible: 0,
-            in_flight: 0
+            in_flight: 0,
+            delayed: 0
         }
     );
     // Not even after the visibility timeout.
@@ -162,7 +163,8 @@ async fn received_message_is_invisible_until_its_timeout_then_returns_with_count
         queue.depth().await.unwrap(),
         QueueDepth {
             visible: 0,
-            in_flight: 1
+            in_flight: 1,
+            delayed: 0
         }
     );
 
@@ -227,7 +229,8 @@ async fn delete_with_a_stale_receipt_never_resurrects_the_message(
         queue.depth().await.unwrap(),
         QueueDepth {
             visible: 0,
-            in_flight: 0
+            in_flight: 0,
+            delayed: 0
         }
     );
     let later = queue
@@ -301,7 +304,8 @@ async fn message_goes_to_dead_letter_after_max_receives(
         queue.depth().await.unwrap(),
         QueueDepth {
             visible: 0,
-            in_flight: 0
+            in_flight: 0,
+            delayed: 0
         }
     );
 
@@ -319,7 +323,8 @@ async fn depth_counts_visible_and_in_flight(queue: &dyn Queue, _dead_letter: &dy
         queue.depth().await.unwrap(),
         QueueDepth {
             visible: 3,
-            in_flight: 0
+            in_flight: 0,
+            delayed: 0
         }
     );
     let message = receive_one(queue).await;
@@ -327,7 +332,8 @@ async fn depth_counts_visible_and_in_flight(queue: &dyn Queue, _dead_letter: &dy
         queue.depth().await.unwrap(),
         QueueDepth {
             visible: 2,
-            in_flight: 1
+            in_flight: 1,
+            delayed: 0
         }
     );
     queue.delete(&message.receipt).await.unwrap();
@@ -335,7 +341,8 @@ async fn depth_counts_visible_and_in_flight(queue: &dyn Queue, _dead_letter: &dy
         queue.depth().await.unwrap(),
         QueueDepth {
             visible: 2,
-            in_flight: 0
+            in_flight: 0,
+            delayed: 0
         }
     );
 }
@@ -379,7 +386,8 @@ async fn dead_letter_moves_the_message_at_once(queue: &dyn Queue, dead_letter: &
         queue.depth().await.unwrap(),
         QueueDepth {
             visible: 0,
-            in_flight: 1
+            in_flight: 1,
+            delayed: 0
         }
     );
     queue.delete(&keep.receipt).await.unwrap();
@@ -465,7 +473,8 @@ mod embedded_only {
             queue.depth().await.unwrap(),
             QueueDepth {
                 visible: 1,
-                in_flight: 1
+                in_flight: 1,
+                delayed: 0
             }
         );
         let second = receive_one(&queue).await;
@@ -527,7 +536,8 @@ mod embedded_only {
             queue.depth().await.unwrap(),
             QueueDepth {
                 visible: 1,
-                in_flight: 0
+                in_flight: 0,
+                delayed: 0
             }
         );
         assert_eq!(receive_one(&queue).await.body, "good");
@@ -563,7 +573,8 @@ mod embedded_only {
             queue.depth().await.unwrap(),
             QueueDepth {
                 visible: 0,
-                in_flight: 1
+                in_flight: 1,
+                delayed: 0
             }
         );
         queue.delete(&second.receipt).await.unwrap();
@@ -672,7 +683,8 @@ mod embedded_only {
             producer.depth().await.unwrap(),
             QueueDepth {
                 visible: 0,
-                in_flight: 1
+                in_flight: 1,
+                delayed: 0
             }
         );
 

@@ -118,6 +118,11 @@ pub struct History {
     /// Target rule: (time, recommendation) within the stabilisation window.
     #[serde(default)]
     pub recommendations: Vec<(Secs, u32)>,
+    /// Target rule: since when the recommendations are unbroken (no run missed for a whole
+    /// window). A history that was lost, or has a gap, cannot vouch for the window, so no
+    /// scale-in happens until a whole window has been seen again.
+    #[serde(default)]
+    pub since: Option<Secs>,
     /// Step rule: (time, visible) within the evaluation period.
     #[serde(default)]
     pub visible: Vec<(Secs, u64)>,
@@ -165,11 +170,17 @@ fn target_rule(config: &PolicyConfig, o: &Observation, history: &History) -> Dec
         .copied()
         .filter(|&(t, _)| t <= o.now && o.now - t < window)
         .collect();
+    let since = match (recommendations.is_empty(), history.since) {
+        (false, Some(since)) if since <= o.now => since,
+        _ => o.now,
+    };
+    let seen_window = o.now - since >= window;
     recommendations.push((o.now, recommendation));
     let history = History {
         last_change: history.last_change,
         recommendations: recommendations.clone(),
         visible: Vec::new(),
+        since: Some(since),
     };
 
     let (desired, reason) = if recommendation >= o.target {
@@ -191,6 +202,15 @@ fn target_rule(config: &PolicyConfig, o: &Observation, history: &History) -> Dec
             )
         };
         (recommendation, reason)
+    } else if !seen_window {
+        let reason = format!(
+            "hold {}: {work} messages need {recommendation}, but only {} s of the {} s \
+             stabilisation window have been seen (history new or interrupted)",
+            o.target,
+            o.now - since,
+            window
+        );
+        (o.target, reason)
     } else {
         // Scale in to the highest recommendation of the window: lagging or dipping counters
         // must stay low for the whole window before an instance goes.
@@ -287,6 +307,7 @@ fn step_rule(config: &PolicyConfig, o: &Observation, history: &History) -> Decis
             last_change: history.last_change,
             recommendations: Vec::new(),
             visible: samples,
+            since: None,
         },
     }
 }
@@ -399,9 +420,32 @@ mod tests {
         let config = PolicyConfig::default();
         let mut o = obs(10_000, 0, 0, 3);
         o.busy = Some(2);
-        let d = decide(&config, &o, &History::default());
+        let seen = History {
+            recommendations: vec![(9_800, 0)],
+            since: Some(9_000),
+            ..History::default()
+        };
+        let d = decide(&config, &o, &seen);
         assert_eq!(d.desired, 2, "{}", d.reason);
         assert!(d.reason.contains("busy"), "{}", d.reason);
+    }
+
+    #[test]
+    fn a_lost_or_broken_history_holds_until_a_whole_window_is_seen() {
+        let config = PolicyConfig::default();
+        // 3 instances, an empty queue, and no history (first run, or the state object lost).
+        let samples: Vec<(Secs, u64, u64)> = (0..=5).map(|i| (10_000 + i * 60, 0, 0)).collect();
+        let desired = run(&config, &samples, 3);
+        assert_eq!(desired, vec![3, 3, 3, 3, 3, 0], "{desired:?}");
+        // A gap longer than the window (the scaler was down) starts the count again.
+        let d = decide(&config, &obs(10_300, 0, 0, 3), &History::default());
+        let after_gap = decide(&config, &obs(20_000, 0, 0, 3), &d.history);
+        assert_eq!(after_gap.desired, 3, "{}", after_gap.reason);
+        assert!(
+            after_gap.reason.contains("0 s of the 300 s"),
+            "{}",
+            after_gap.reason
+        );
     }
 
     #[test]
@@ -478,7 +522,11 @@ mod tests {
         // A later run with an empty queue holds because of the stored recommendation.
         let later = decide(&config, &obs(120, 0, 0, 3), &restored);
         assert_eq!(later.desired, 3, "{}", later.reason);
-        let forgetful = decide(&config, &obs(120, 0, 0, 3), &History::default());
-        assert_eq!(forgetful.desired, 0);
+        // Once the burst has left the window, the stored history lets it scale in...
+        let after = decide(&config, &obs(300, 0, 0, 3), &later.history);
+        assert_eq!(after.desired, 0, "{}", after.reason);
+        // ...which a run without the history must not do.
+        let forgetful = decide(&config, &obs(300, 0, 0, 3), &History::default());
+        assert_eq!(forgetful.desired, 3, "{}", forgetful.reason);
     }
 }

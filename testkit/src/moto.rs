@@ -67,6 +67,9 @@ impl MotoServer {
         let stdout = log.reopen().context("opening moto server's log file")?;
         let child = Command::new(binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // testkit/moto/sitecustomize.py corrects answers of moto's that AWS would never
+            // give (see that file).
+            .env("PYTHONPATH", crate::repo_root().join("testkit/moto"))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

@@ -434,6 +434,7 @@ impl Inner {
         QueueDepth {
             visible,
             in_flight: state.records.len() as u64 - visible,
+            delayed: 0,
         }
     }
 

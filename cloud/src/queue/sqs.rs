@@ -327,6 +327,7 @@ impl Queue for SqsQueue {
             .queue_url(&self.url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
             .send()
             .await
             .map_err(|err| sdk_error(err, "GetQueueAttributes", &self.url, None))?;
@@ -348,6 +349,7 @@ impl Queue for SqsQueue {
         Ok(QueueDepth {
             visible: count(&QueueAttributeName::ApproximateNumberOfMessages)?,
             in_flight: count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible)?,
+            delayed: count(&QueueAttributeName::ApproximateNumberOfMessagesDelayed)?,
         })
     }
 
