@@ -5,13 +5,15 @@
 #
 #   install.sh origin LOG_GROUP REGION < spherecast.toml
 #   install.sh worker LOG_GROUP REGION < spherecast.toml
-#   PRIMARY_ORIGIN=host:port BACKUP_ORIGIN=host:port LISTEN_PORT=port install.sh edge LOG_GROUP REGION
+#   PRIMARY_ORIGIN=host:port BACKUP_ORIGIN=host:port LISTEN_PORT=port [CACHE_DIR=dir] \
+#     install.sh edge LOG_GROUP REGION
 #
 # origin and worker: the settings TOML on stdin becomes /etc/spherecast/spherecast.toml
 # (root:spherecast 0640: it may hold the publish key), the binary goes to
-# /usr/local/bin/spherecast and the unit is enabled and started. edge: infra/edge/nginx.conf
-# with its three placeholders filled becomes Debian's nginx configuration. Every role gets the
-# CloudWatch agent shipping its log files to LOG_GROUP, and logrotate for them.
+# /usr/local/bin/spherecast and the unit is (re)started. edge: infra/edge/nginx.conf with its
+# placeholders filled becomes /etc/spherecast/edge.conf, run by spherecast-edge.service with
+# Debian's nginx binary. Every role gets the CloudWatch agent shipping its log files to
+# LOG_GROUP. Run again, it upgrades: same settings, new binary and units, service restarted.
 set -euo pipefail
 
 usage() {
@@ -21,6 +23,9 @@ usage() {
 [ $# -eq 3 ] || usage
 role=$1 log_group=$2 region=$3
 bundle=$(cd "$(dirname "$0")" && pwd)
+# Every ${NAME} infra/edge/nginx.conf leaves to boot time (tests/infra.rs checks the list).
+# shellcheck disable=SC2016 # single quotes: envsubst gets the names, not the values
+EDGE_PLACEHOLDERS='${LISTEN_PORT} ${PRIMARY_ORIGIN} ${BACKUP_ORIGIN} ${CACHE_DIR}'
 
 install_cloudwatch_agent() {
   # $1: JSON list of {"file_path": ..., "log_stream_name": ...} without the group.
@@ -33,7 +38,7 @@ install_cloudwatch_agent() {
   local config=/opt/aws/amazon-cloudwatch-agent/etc/spherecast.json
   cat >"$config" <<EOF
 {
-  "agent": { "region": "${region}" },
+  "agent": { "region": "${region}", "run_as_user": "root" },
   "logs": {
     "logs_collected": {
       "files": {
@@ -47,16 +52,20 @@ EOF
     -a fetch-config -m ec2 -s -c "file:${config}"
 }
 
-install_service_user() {
+create_service_user() {
   if ! id spherecast >/dev/null 2>&1; then
     useradd --system --home-dir /var/lib/spherecast --no-create-home \
       --shell /usr/sbin/nologin spherecast
   fi
+  install -m 0644 "$bundle/logrotate/spherecast" /etc/logrotate.d/spherecast
+}
+
+install_service_user() {
+  create_service_user
   install -m 0755 "$bundle/bin/spherecast" /usr/local/bin/spherecast
   install -d -o root -g spherecast -m 0750 /etc/spherecast
   # The settings: stdin, readable by the service only.
   install -o root -g spherecast -m 0640 /dev/stdin /etc/spherecast/spherecast.toml
-  install -m 0644 "$bundle/logrotate/spherecast" /etc/logrotate.d/spherecast
 }
 
 case "$role" in
@@ -85,29 +94,23 @@ case "$role" in
     : "${PRIMARY_ORIGIN:?PRIMARY_ORIGIN (host:port of the live origin) is required}"
     : "${BACKUP_ORIGIN:?BACKUP_ORIGIN (host:port) is required}"
     : "${LISTEN_PORT:?LISTEN_PORT is required}"
-    export PRIMARY_ORIGIN BACKUP_ORIGIN LISTEN_PORT
-    # Only our three placeholders: nginx's own $variables stay as they are.
-    rendered=$(mktemp)
-    # shellcheck disable=SC2016 # the single quotes name the variables for envsubst
-    envsubst '${PRIMARY_ORIGIN} ${BACKUP_ORIGIN} ${LISTEN_PORT}' <"$bundle/edge/nginx.conf" >"$rendered"
-    if grep -Eq '^[[:space:]]*events[[:space:]]*\{' "$rendered"; then
-      # A whole nginx.conf.
-      install -m 0644 "$rendered" /etc/nginx/nginx.conf
-    else
-      # An http-level snippet: Debian's nginx.conf includes conf.d/*.conf.
-      install -m 0644 "$rendered" /etc/nginx/conf.d/spherecast-edge.conf
-    fi
-    rm -f "$rendered" /etc/nginx/sites-enabled/default
-    install -d -m 0755 /etc/systemd/system/nginx.service.d
-    install -m 0644 "$bundle/systemd/nginx.service.d/spherecast-edge.conf" \
-      /etc/systemd/system/nginx.service.d/spherecast-edge.conf
-    nginx -t
+    CACHE_DIR=${CACHE_DIR:-/dev/shm/spherecast-edge}
+    export PRIMARY_ORIGIN BACKUP_ORIGIN LISTEN_PORT CACHE_DIR
+    create_service_user
+    # Debian starts its own nginx.service (port 80, /etc/nginx) on install: ours replaces it.
+    systemctl disable --now nginx.service
+    install -d -o root -g spherecast -m 0750 /etc/spherecast
+    # Only our placeholders: nginx's own $variables stay as they are.
+    envsubst "$EDGE_PLACEHOLDERS" <"$bundle/edge/nginx.conf" >/etc/spherecast/edge.conf
+    chgrp spherecast /etc/spherecast/edge.conf
+    chmod 0640 /etc/spherecast/edge.conf
+    install -m 0644 "$bundle/systemd/spherecast-edge.service" /etc/systemd/system/
     systemctl daemon-reload
-    systemctl enable nginx.service
-    systemctl restart nginx.service
+    systemctl enable spherecast-edge.service
+    systemctl restart spherecast-edge.service
     install_cloudwatch_agent \
-      '[{"file_path": "/var/log/nginx/access.log", "log_group_name": "@GROUP@", "log_stream_name": "{instance_id}/access"},
-        {"file_path": "/var/log/nginx/error.log", "log_group_name": "@GROUP@", "log_stream_name": "{instance_id}/error"}]'
+      '[{"file_path": "/var/lib/spherecast-edge/logs/access.log", "log_group_name": "@GROUP@", "log_stream_name": "{instance_id}/access"},
+        {"file_path": "/var/lib/spherecast-edge/logs/error.log", "log_group_name": "@GROUP@", "log_stream_name": "{instance_id}/error"}]'
     ;;
   *)
     usage

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds what infra/spherecast.yaml deploys and prints the commands that upload and deploy it:
 #
-#   dist/spherecast-release.tar.gz        bin/spherecast, install.sh, systemd units, the worker
-#                                         exit hook, edge/nginx.conf, logrotate, a default config
+#   dist/spherecast-release.tar.gz        bin/spherecast, install.sh, the systemd units, the
+#                                         worker's exit hook, edge/nginx.conf, logrotate, a
+#                                         default config
 #   dist/spherecast-scaler-lambda.zip     bootstrap (the scaler Lambda for provided.al2023)
 #
 # Build on Debian 12 (the instances run Debian 12 with the same GStreamer 1.22). The Lambda
@@ -42,15 +43,13 @@ if [ -n "$extra" ]; then
 fi
 
 echo "package: assembling the release bundle"
-mkdir -p "$stage/release/bin" "$stage/release/systemd/nginx.service.d" \
+mkdir -p "$stage/release/bin" "$stage/release/systemd" \
   "$stage/release/edge" "$stage/release/logrotate" "$stage/release/config"
 install -m 0755 target/release/spherecast "$stage/release/bin/spherecast"
 install -m 0755 infra/install.sh "$stage/release/install.sh"
 install -m 0644 infra/systemd/spherecast-origin.service infra/systemd/spherecast-worker.service \
-  "$stage/release/systemd/"
+  infra/systemd/spherecast-edge.service "$stage/release/systemd/"
 install -m 0755 infra/systemd/worker-exited "$stage/release/systemd/worker-exited"
-install -m 0644 infra/systemd/nginx.service.d/spherecast-edge.conf \
-  "$stage/release/systemd/nginx.service.d/"
 install -m 0644 infra/edge/nginx.conf "$stage/release/edge/nginx.conf"
 install -m 0644 infra/logrotate/spherecast "$stage/release/logrotate/spherecast"
 install -m 0644 infra/config/spherecast.toml "$stage/release/config/spherecast.toml"

@@ -274,27 +274,41 @@ fn unit_value(unit: &str, key: &str) -> Option<String> {
 
 #[test]
 fn service_units_run_sandboxed_as_the_service_user() {
-    for (name, command) in [
-        ("spherecast-origin.service", "origin"),
-        ("spherecast-worker.service", "worker"),
+    for (name, exec_start, kill_signal) in [
+        (
+            "spherecast-origin.service",
+            "/usr/local/bin/spherecast origin --config /etc/spherecast/spherecast.toml --data /var/lib/spherecast",
+            "SIGTERM",
+        ),
+        (
+            "spherecast-worker.service",
+            "/usr/local/bin/spherecast worker --config /etc/spherecast/spherecast.toml --data /var/lib/spherecast",
+            "SIGTERM",
+        ),
+        (
+            "spherecast-edge.service",
+            "/usr/sbin/nginx -p /var/lib/spherecast-edge/ -c /etc/spherecast/edge.conf -e stderr -g \"daemon off;\"",
+            "SIGQUIT",
+        ),
     ] {
         let path = root().join("infra/systemd").join(name);
         let unit = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let state = if name == "spherecast-edge.service" {
+            "/var/lib/spherecast-edge"
+        } else {
+            "/var/lib/spherecast"
+        };
         for (key, value) in [
             ("User", "spherecast"),
             ("NoNewPrivileges", "yes"),
             ("ProtectSystem", "strict"),
+            ("ProtectHome", "yes"),
             ("PrivateTmp", "yes"),
-            ("ReadWritePaths", "/var/lib/spherecast"),
+            ("ReadWritePaths", state),
             ("Restart", "on-failure"),
-            ("KillSignal", "SIGTERM"),
+            ("KillSignal", kill_signal),
             ("CapabilityBoundingSet", ""),
-            (
-                "ExecStart",
-                &format!(
-                    "/usr/local/bin/spherecast {command} --config /etc/spherecast/spherecast.toml --data /var/lib/spherecast"
-                ),
-            ),
+            ("ExecStart", exec_start),
         ] {
             assert_eq!(
                 unit_value(&unit, key).as_deref(),
@@ -316,6 +330,69 @@ fn service_units_run_sandboxed_as_the_service_user() {
         unit_value(&worker, "ExecStopPost").as_deref(),
         Some("+/usr/local/lib/spherecast/worker-exited")
     );
+}
+
+/// `${NAME}` placeholders (upper case: nginx's own variables are lower case) in a text.
+fn placeholders(text: &str) -> BTreeSet<String> {
+    text.split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .filter(|name| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_edge_placeholder_is_filled_at_boot() {
+    let conf = fs::read_to_string(root().join("infra/edge/nginx.conf"))
+        .expect("infra/edge/nginx.conf, the edge tier's config");
+    // The header comment documents the placeholders: only directives count.
+    let directives: String = conf
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let needed = placeholders(&directives);
+    assert!(
+        !needed.is_empty(),
+        "the edge config has no placeholders at all?"
+    );
+
+    let install = fs::read_to_string(root().join("infra/install.sh")).unwrap();
+    let list = install
+        .lines()
+        .find_map(|l| l.strip_prefix("EDGE_PLACEHOLDERS="))
+        .expect("EDGE_PLACEHOLDERS= in infra/install.sh");
+    assert_eq!(
+        placeholders(list),
+        needed,
+        "install.sh must hand envsubst exactly the edge config's placeholders"
+    );
+
+    // The template's edge user-data sets each one before install.sh runs.
+    let template = fs::read_to_string(root().join(TEMPLATE)).unwrap();
+    let user_data = template
+        .split("EdgeLaunchTemplate:")
+        .nth(1)
+        .and_then(|rest| rest.split("install.sh edge").next())
+        .expect("the edge launch template's user-data");
+    for name in &needed {
+        assert!(
+            user_data.contains(&format!("{name}=")),
+            "the edge user-data does not set {name}"
+        );
+    }
+    // The ALB's health check asks the edge itself, which answers it without an origin.
+    assert!(
+        conf.contains("location = /healthz"),
+        "the edge answers /healthz"
+    );
+    assert!(template.contains("HealthCheckPath: /healthz"));
 }
 
 /// Runs the worker's ExecStopPost hook with systemd's variables and a fake `systemctl` that
