@@ -2,7 +2,9 @@
 //! call site that bumps its counter next to the log line that reports it.
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -23,6 +25,87 @@ pub struct Metrics {
     pub recordings_uploaded: Counter,
     pub uploads_failed: Counter,
     pub upload_spool_depth: Gauge,
+    pub http_requests: HttpRequests,
+}
+
+/// What an HTTP request asked for, as the `kind` label of `http_requests_total`.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum RequestKind {
+    /// `/hls/NAME.m3u8`
+    Master,
+    /// `/hls/NAME_src/index.m3u8`
+    Playlist,
+    /// `/hls/NAME_src/N.ts`
+    Segment,
+    /// Everything else: the start page, the API, metrics, health checks, unknown paths.
+    Other,
+}
+
+impl RequestKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            RequestKind::Master => "master",
+            RequestKind::Playlist => "playlist",
+            RequestKind::Segment => "segment",
+            RequestKind::Other => "other",
+        }
+    }
+}
+
+impl EncodeLabelValue for RequestKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.label(), encoder)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    kind: RequestKind,
+}
+
+/// HTTP requests received, by [`RequestKind`], whatever their answer (a 404 counts too): what
+/// reached the origin, so an edge cache's hit ratio can be checked from here.
+///
+/// One labelled family for the exposition, and a handle per kind kept from its creation: a
+/// `Counter` clone shares its atomic, so counting a request is one atomic add, with no lock
+/// or hash lookup on the hot path. Every kind exists (at 0) from the start.
+#[derive(Debug, Clone)]
+pub struct HttpRequests {
+    family: Family<RequestLabels, Counter>,
+    master: Counter,
+    playlist: Counter,
+    segment: Counter,
+    other: Counter,
+}
+
+impl Default for HttpRequests {
+    fn default() -> Self {
+        let family = Family::<RequestLabels, Counter>::default();
+        let handle = |kind| family.get_or_create_owned(&RequestLabels { kind });
+        HttpRequests {
+            master: handle(RequestKind::Master),
+            playlist: handle(RequestKind::Playlist),
+            segment: handle(RequestKind::Segment),
+            other: handle(RequestKind::Other),
+            family,
+        }
+    }
+}
+
+impl HttpRequests {
+    pub fn inc(&self, kind: RequestKind) {
+        let counter = match kind {
+            RequestKind::Master => &self.master,
+            RequestKind::Playlist => &self.playlist,
+            RequestKind::Segment => &self.segment,
+            RequestKind::Other => &self.other,
+        };
+        counter.inc();
+    }
+
+    pub fn get(&self, kind: RequestKind) -> u64 {
+        self.family.get_or_create(&RequestLabels { kind }).get()
+    }
 }
 
 impl Metrics {
@@ -86,8 +169,44 @@ impl Metrics {
             "Recordings waiting in the upload spool",
             m.upload_spool_depth,
         );
+        registry.register(
+            "http_requests",
+            "HTTP requests received, by kind (master, playlist, segment, other)",
+            m.http_requests.family,
+        );
         let mut out = String::new();
         encode(&mut out, &registry).expect("encoding into a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_requests_are_counted_by_kind_and_every_kind_is_exposed_from_the_start() {
+        let metrics = Metrics::default();
+        let text = metrics.render();
+        for kind in ["master", "playlist", "segment", "other"] {
+            let line = format!("spherecast_origin_http_requests_total{{kind=\"{kind}\"}} 0\n");
+            assert!(text.contains(&line), "{line} missing from:\n{text}");
+        }
+
+        metrics.http_requests.inc(RequestKind::Segment);
+        metrics.http_requests.inc(RequestKind::Segment);
+        metrics.http_requests.inc(RequestKind::Playlist);
+        assert_eq!(metrics.http_requests.get(RequestKind::Segment), 2);
+        assert_eq!(metrics.http_requests.get(RequestKind::Playlist), 1);
+        assert_eq!(metrics.http_requests.get(RequestKind::Master), 0);
+        let text = metrics.clone().render();
+        assert!(
+            text.contains("spherecast_origin_http_requests_total{kind=\"segment\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spherecast_origin_http_requests_total{kind=\"playlist\"} 1\n"),
+            "{text}"
+        );
     }
 }

@@ -4,8 +4,10 @@
 pub mod clip;
 pub mod hls;
 pub mod http;
+pub mod imds;
 pub mod moto;
 pub mod net;
+pub mod nginx;
 pub mod rtmp;
 pub mod up;
 

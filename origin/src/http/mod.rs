@@ -9,13 +9,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
 use crate::Origin;
+use crate::metrics::RequestKind;
 
 const PLAYLIST_TYPE: HeaderValue = HeaderValue::from_static("application/vnd.apple.mpegurl");
 const SEGMENT_TYPE: HeaderValue = HeaderValue::from_static("video/mp2t");
@@ -23,23 +25,34 @@ const SEGMENT_CACHE: HeaderValue = HeaderValue::from_static("max-age=900");
 const ANY_ORIGIN: HeaderValue = HeaderValue::from_static("*");
 
 pub fn router(origin: Arc<Origin>) -> Router {
-    Router::new()
+    // The HLS handlers count their own requests (`http_requests_total`), so the hot paths pay
+    // for no middleware; one layer counts everything else, unknown paths included.
+    let hls = Router::new()
+        .route("/hls/{file}", get(master_playlist))
+        .route("/hls/{variant}/{file}", get(variant_file));
+    let rest = Router::new()
         .route("/", get(page::index))
         .route("/static/hls.min.js", get(page::hls_js))
-        .route("/hls/{file}", get(master_playlist))
-        .route("/hls/{variant}/{file}", get(variant_file))
         .route("/api/streams", get(list_streams))
         .route("/api/streams/{name}", get(one_stream).delete(drop_stream))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async { not_found() })
-        .with_state(origin)
+        .layer(middleware::from_fn_with_state(origin.clone(), count_other));
+    hls.merge(rest).with_state(origin)
+}
+
+async fn count_other(State(origin): State<Arc<Origin>>, request: Request, next: Next) -> Response {
+    origin.metrics.http_requests.inc(RequestKind::Other);
+    next.run(request).await
 }
 
 async fn master_playlist(State(origin): State<Arc<Origin>>, Path(file): Path<String>) -> Response {
     let Some(name) = file.strip_suffix(".m3u8") else {
+        origin.metrics.http_requests.inc(RequestKind::Other);
         return not_found();
     };
+    origin.metrics.http_requests.inc(RequestKind::Master);
     match origin.streams.get(name).and_then(|s| s.master_playlist()) {
         Some(body) => playlist_response(body, &origin),
         None => not_found(),
@@ -50,6 +63,16 @@ async fn variant_file(
     State(origin): State<Arc<Origin>>,
     Path((variant, file)): Path<(String, String)>,
 ) -> Response {
+    // Counted by the shape of the name, before it is resolved: a request for a segment that
+    // is not (or no longer) there still reached the origin as a segment request.
+    let kind = if file == "index.m3u8" {
+        RequestKind::Playlist
+    } else if file.ends_with(".ts") {
+        RequestKind::Segment
+    } else {
+        RequestKind::Other
+    };
+    origin.metrics.http_requests.inc(kind);
     let Some(name) = variant.strip_suffix("_src") else {
         return not_found();
     };
