@@ -369,10 +369,33 @@ async fn run_worker(settings: &Settings, control: worker::Control) -> anyhow::Re
         .work_dir
         .clone()
         .unwrap_or_else(|| data.join("work"));
+    let protection: Option<Arc<dyn worker::protection::ScaleInProtection>> =
+        if settings.worker.scale_in_protection {
+            let aws = match &aws {
+                Some(aws) => aws.clone(),
+                None => {
+                    cloud::aws::sdk_config(
+                        settings.aws.endpoint_url.as_deref(),
+                        settings.aws.region.as_deref(),
+                    )
+                    .await
+                }
+            };
+            let protection = worker::protection::AutoScalingProtection::discover(
+                aws_sdk_autoscaling::Client::new(&aws),
+                &settings.worker.spot.metadata_url,
+            )
+            .await
+            .context("worker.scale_in_protection is on")?;
+            Some(Arc::new(protection))
+        } else {
+            None
+        };
     let ports = worker::Ports {
         queue,
         ingress,
         egress,
+        protection,
     };
     worker::run(settings.worker.clone(), work_dir, ports, control).await
 }

@@ -33,6 +33,7 @@ struct Moto {
     runtime: tokio::runtime::Runtime,
     s3: aws_sdk_s3::Client,
     sqs: aws_sdk_sqs::Client,
+    asg: aws_sdk_autoscaling::Client,
 }
 
 impl Moto {
@@ -50,6 +51,7 @@ impl Moto {
         Moto {
             s3: cloud::aws::s3_client(&config, true),
             sqs: cloud::aws::sqs_client(&config),
+            asg: aws_sdk_autoscaling::Client::new(&config),
             server,
             runtime,
         }
@@ -824,4 +826,137 @@ fn an_event_for_a_deleted_object_goes_to_the_dead_letter_queue_on_its_first_rece
     );
     let exit = worker.stop(STOP_GRACE).unwrap();
     assert!(exit.success(), "worker exited with {exit}");
+}
+
+/// An Auto Scaling group `name` with one instance; returns the instance's id.
+fn one_instance_group(moto: &Moto, name: &str) -> String {
+    moto.block_on(async {
+        moto.asg
+            .create_launch_configuration()
+            .launch_configuration_name(name)
+            .image_id("ami-12c6146b")
+            .instance_type("t3.micro")
+            .send()
+            .await
+            .unwrap();
+        moto.asg
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .launch_configuration_name(name)
+            .min_size(0)
+            .max_size(2)
+            .desired_capacity(1)
+            .availability_zones("us-east-1a")
+            .send()
+            .await
+            .unwrap();
+    });
+    protected(moto, None).0
+}
+
+/// (instance id, protected from scale-in) of the one instance in moto, or of `id`.
+fn protected(moto: &Moto, id: Option<&str>) -> (String, bool) {
+    moto.block_on(async {
+        let out = moto
+            .asg
+            .describe_auto_scaling_instances()
+            .send()
+            .await
+            .unwrap();
+        let instance = out
+            .auto_scaling_instances()
+            .iter()
+            .find(|i| id.is_none_or(|id| i.instance_id() == Some(id)))
+            .expect("an instance in a group")
+            .clone();
+        (
+            instance.instance_id().unwrap().to_owned(),
+            instance.protected_from_scale_in().unwrap(),
+        )
+    })
+}
+
+#[test]
+fn a_worker_in_an_auto_scaling_group_protects_its_instance_only_while_busy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    let ingress = moto.bucket("ingress");
+    let egress = moto.bucket("egress");
+    let (queue, _dead) = moto.queues("jobs", Duration::from_secs(30), 3);
+    let instance = one_instance_group(&moto, "workers");
+    let imds = testkit::imds::FakeImds::start();
+    let worker_section = format!(
+        "segment_secs = 2\nkeyframe_interval_secs = 1\nscale_in_protection = true\n\
+         [worker.spot]\nmetadata_url = \"{}\"",
+        imds.url()
+    );
+    let config = moto.config(
+        tmp.path(),
+        &queue,
+        ingress.bucket(),
+        egress.bucket(),
+        &worker_section,
+    );
+
+    // An instance the metadata service names but no group holds: the setting cannot be
+    // honoured, and the worker says so instead of running unprotected.
+    imds.set_instance_id("i-0000000000000dead");
+    let mut stray = Worker::spawn(
+        &tmp.path().join("stray"),
+        &["--config", config.to_str().unwrap()],
+        &AWS_ENV,
+    )
+    .expect("the worker process starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = stray.exited() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stray worker did not exit\n{}",
+            stray.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!exit.success(), "{}", logs(&[&stray]));
+    assert!(
+        stray.log_text().contains("is not in an Auto Scaling group"),
+        "{}",
+        logs(&[&stray])
+    );
+
+    imds.set_instance_id(&instance);
+    let mut worker = start_worker(tmp.path(), "w", &config);
+    wait_for(
+        "the worker ready",
+        Duration::from_secs(30),
+        &[&worker],
+        || busy(&worker).filter(|&b| !b),
+    );
+    assert!(!protected(&moto, Some(&instance)).1, "idle, so unprotected");
+
+    let clip = tmp.path().join("clip.flv");
+    make_clip(&clip, Some((1280, 720, 30)), true, 8.0).unwrap();
+    let source = moto.upload(&ingress, "asg/clip.flv", &clip);
+    moto.send(&queue, &Moto::event_for(&ingress, &source));
+    // Protected while the job runs...
+    wait_for(
+        "protected while busy",
+        Duration::from_secs(60),
+        &[&worker],
+        || (busy(&worker) == Some(true) && protected(&moto, Some(&instance)).1).then_some(()),
+    );
+    // ...and not once it is done.
+    wait_for("the job done", JOB_LIMIT, &[&worker], || {
+        (metric(&worker, "jobs_succeeded_total")? == 1.0).then_some(())
+    });
+    wait_for(
+        "unprotected when idle",
+        Duration::from_secs(30),
+        &[&worker],
+        || (!protected(&moto, Some(&instance)).1).then_some(()),
+    );
+    let exit = worker.stop(STOP_GRACE).unwrap();
+    assert!(exit.success(), "the worker exited with {exit}");
 }

@@ -44,6 +44,11 @@ pub struct WorkerConfig {
     /// Run when the idle limit is reached, e.g. `["shutdown", "-h", "now"]` on an instance whose
     /// shutdown behaviour is terminate. Empty: just exit.
     pub idle_command: Vec<String>,
+    /// In an EC2 Auto Scaling group: protect this instance from scale-in while a job runs
+    /// (SetInstanceProtection; the instance and group are found through the metadata service
+    /// at `spot.metadata_url`). Leave `idle_shutdown_secs` unset then: the group removes idle
+    /// instances itself when the scaler lowers its capacity.
+    pub scale_in_protection: bool,
     pub spot: SpotConfig,
 }
 
@@ -147,6 +152,7 @@ impl Default for WorkerConfig {
             progress_secs: 5,
             idle_shutdown_secs: None,
             idle_command: Vec::new(),
+            scale_in_protection: false,
             spot: SpotConfig::default(),
         }
     }

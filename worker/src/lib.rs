@@ -9,6 +9,7 @@ pub mod job;
 pub mod ladder;
 pub mod metrics;
 pub mod output;
+pub mod protection;
 pub mod spot;
 pub mod status;
 pub mod transcode;
@@ -36,6 +37,8 @@ pub struct Ports {
     pub queue: Arc<dyn Queue>,
     pub ingress: Arc<dyn ObjectStore>,
     pub egress: Arc<dyn ObjectStore>,
+    /// Scale-in protection of this instance while busy (Auto Scaling groups), if wanted.
+    pub protection: Option<Arc<dyn protection::ScaleInProtection>>,
 }
 
 /// Why the worker stopped.
@@ -75,6 +78,14 @@ pub async fn run(
             status.clone(),
         ));
     }
+    let stop_protection = CancellationToken::new();
+    let protection = ports.protection.clone().map(|protection| {
+        tokio::spawn(protection::follow(
+            protection,
+            status.watch_busy(),
+            stop_protection.clone(),
+        ))
+    });
     let idle = CancellationToken::new();
     if let Some(secs) = config.idle_shutdown_secs {
         tokio::spawn(watch_idle(
@@ -101,6 +112,10 @@ pub async fn run(
         status: status.clone(),
     });
     consumer::consume(ctx, ports.queue, control.clone()).await;
+    stop_protection.cancel();
+    if let Some(protection) = protection {
+        let _ = protection.await;
+    }
     stop_http.cancel();
     if let Some(http) = http {
         let _ = http.await;

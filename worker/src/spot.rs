@@ -23,13 +23,24 @@ pub enum Notice {
     Rebalance(String),
 }
 
-struct Metadata {
+pub(crate) struct Metadata {
     client: reqwest::Client,
     base: String,
     token: Option<(String, Instant)>,
 }
 
 impl Metadata {
+    /// A client of the metadata service at `base` (`http://169.254.169.254` on EC2).
+    pub(crate) fn new(base: &str) -> Result<Metadata, reqwest::Error> {
+        Ok(Metadata {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()?,
+            base: base.trim_end_matches('/').to_owned(),
+            token: None,
+        })
+    }
+
     async fn token(&mut self) -> Result<String, reqwest::Error> {
         if let Some((token, at)) = &self.token
             && at.elapsed() < Duration::from_secs(TOKEN_TTL_SECS - 60)
@@ -53,7 +64,7 @@ impl Metadata {
     }
 
     /// The body at `path`, `None` on 404.
-    async fn get(&mut self, path: &str) -> Result<Option<String>, reqwest::Error> {
+    pub(crate) async fn get(&mut self, path: &str) -> Result<Option<String>, reqwest::Error> {
         let token = self.token().await?;
         let response = self
             .client
@@ -82,20 +93,12 @@ impl Metadata {
 /// Polls until a notice arrives or `control` stops, and acts on the notice: an interruption
 /// (or a rebalance configured as one) interrupts, a rebalance configured to drain drains.
 pub async fn watch(config: SpotConfig, control: Control, status: Status) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-    {
-        Ok(client) => client,
+    let mut metadata = match Metadata::new(&config.metadata_url) {
+        Ok(metadata) => metadata,
         Err(err) => {
             warn!(%err, "Cannot build the metadata client; spot notices are not watched.");
             return;
         }
-    };
-    let mut metadata = Metadata {
-        client,
-        base: config.metadata_url.trim_end_matches('/').to_owned(),
-        token: None,
     };
     let every = Duration::from_secs(config.poll_secs.max(1));
     let mut reported_error = false;

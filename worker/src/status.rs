@@ -61,6 +61,9 @@ struct Inner {
 pub struct Status {
     inner: Arc<Mutex<Inner>>,
     metrics: Metrics,
+    /// Whether any job runs, for whoever must act at once when that changes (scale-in
+    /// protection).
+    busy: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Status {
@@ -72,7 +75,14 @@ impl Status {
                 idle_since: Some(Instant::now()),
             })),
             metrics,
+            busy: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
+    }
+
+    /// Follows whether the worker is busy: `true` from the start of its first job to the end
+    /// of its last.
+    pub fn watch_busy(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.busy.subscribe()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -97,6 +107,8 @@ impl Status {
         inner.idle_since = None;
         self.metrics.jobs_running.set(inner.jobs.len() as i64);
         self.metrics.busy.set(1);
+        self.busy
+            .send_if_modified(|busy| !std::mem::replace(busy, true));
     }
 
     pub fn progress(&self, id: &str, progress: Progress) {
@@ -112,6 +124,8 @@ impl Status {
         if inner.jobs.is_empty() {
             inner.idle_since = Some(Instant::now());
             self.metrics.busy.set(0);
+            self.busy
+                .send_if_modified(|busy| std::mem::replace(busy, false));
         }
         self.metrics.jobs_running.set(inner.jobs.len() as i64);
     }
