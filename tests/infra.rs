@@ -266,9 +266,10 @@ fn instance_settings_in_the_user_data_are_accepted_by_spherecast() {
 
 /// `Key=value` lines of a unit file (the last one wins, as in systemd).
 fn unit_value(unit: &str, key: &str) -> Option<String> {
+    let prefix = format!("{key}=");
     unit.lines()
-        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(&prefix))
         .map(str::to_owned)
 }
 
