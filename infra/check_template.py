@@ -6,6 +6,8 @@
                                                 also write the settings TOML each instance gets
                                                 (one per worker fleet type) into DIR
     check_template.py --list-checks             the check ids, one per line
+    --scaler-variable NAME                      the scaler Lambda's configuration variable
+                                                (default SPHERECAST_CONFIG_TOML)
 
 Output: one line per problem, `FAIL [check-id] what is wrong`, then one line per check,
 `ok [check-id] N checked` or `FAILED [check-id] ...`. A check that found nothing to look at
@@ -31,22 +33,27 @@ CHECKS = {
     "bucket-public-access-block": "every bucket blocks public access with all four settings true",
     "bucket-encryption": "every bucket has default encryption",
     "public-principal": 'no resource policy allows Principal "*" without a scoping condition',
-    "service-principal-unscoped": "resource policies allow AWS services only for this stack's resources (aws:SourceArn/SourceAccount)",
+    "service-principal-unscoped": "resource policies allow AWS services only with aws:SourceArn or "
+    "aws:SourceAccount",
     "trust-policy": "roles trust only AWS services",
-    "wildcard-action": 'no Allow of Action "*", "service:*" or NotAction; wildcards only from an allow-list',
+    "wildcard-action": 'no Allow of Action "*", "service:*" or NotAction; other wildcards only '
+    "from an allow-list",
     "star-resource": 'Resource "*" only for actions that support no resource-level permissions',
     "managed-policy": "roles attach only allow-listed AWS managed policies",
     "lambda-permission": "every Lambda permission names the source ARN of its caller",
     "queue-policy-scope": "queue policies admit only the ingress bucket, by aws:SourceArn",
     "notification-dependency": "a bucket notifying a queue depends on that queue's policy",
-    "rtmp-ingress": "port 1935 is open only to the PublisherCidr parameter, which refuses 0.0.0.0/0",
+    "rtmp-ingress": "port 1935 is open only to the PublisherCidr parameter, which refuses "
+    "0.0.0.0/0",
     "open-ingress": "0.0.0.0/0 and ::/0 reach only ports 80/443 of a load balancer",
     "ssh-ingress": "no security group opens port 22",
-    "dead-letter": "every notified queue has a redrive policy: maxReceiveCount 5, a DLQ retaining longer",
+    "dead-letter": "every notified queue has a redrive policy: maxReceiveCount 5, a DLQ "
+    "retaining longer",
     "ingress-lifecycle": "the ingress bucket aborts incomplete multipart uploads",
     "ingress-suffix-filter": "the ingress bucket notifies only for keys ending in .flv",
     "worker-visibility": "the worker's visibility_secs equals the queue's VisibilityTimeout",
-    "scaler-config": "the scaler Lambda's configuration variable has the scaler schema and matches the fleet, queue and state object its role may use",
+    "scaler-config": "the scaler Lambda's configuration has the scaler's keys and matches the "
+    "fleet type and a state object its role may use",
 }
 
 # Actions whose wildcard form is acceptable: read-only listings of fleet state.
@@ -657,7 +664,8 @@ def check_rtmp_ingress(tpl):
             problems.append("parameter %s defaults to %s" % (PUBLISHER_PARAMETER, default))
         if not pattern:
             problems.append(
-                "parameter %s has no AllowedPattern: 0.0.0.0/0 would be accepted" % PUBLISHER_PARAMETER
+                "parameter %s has no AllowedPattern: 0.0.0.0/0 would be accepted"
+                % PUBLISHER_PARAMETER
             )
         elif re.fullmatch(pattern, "0.0.0.0/0") or not re.fullmatch(pattern, "203.0.113.7/32"):
             problems.append(
@@ -733,7 +741,9 @@ def check_dead_letter(tpl):
             )
         target = ref_name(redrive.get("deadLetterTargetArn"))
         if target not in queues:
-            problems.append("queue %s redrives to %s, not a queue of this template" % (name, target))
+            problems.append(
+                "queue %s redrives to %s, not a queue of this template" % (name, target)
+            )
             continue
         own = int(props.get("MessageRetentionPeriod", DEFAULT_RETENTION))
         dlq = int(queues[target].get("MessageRetentionPeriod", DEFAULT_RETENTION))
@@ -772,7 +782,8 @@ def check_ingress_suffix(tpl):
         if suffixes != [INGRESS_SUFFIX]:
             problems.append(
                 "bucket %s notifies %s with suffix filter %s, not %r: other objects (the "
-                "scaler's state) would raise events" % (bucket, queue, suffixes or "none", INGRESS_SUFFIX)
+                "scaler's state) would raise events"
+                % (bucket, queue, suffixes or "none", INGRESS_SUFFIX)
             )
     return problems, n
 
@@ -791,11 +802,14 @@ def check_worker_visibility(tpl):
             n += 1
             queue = urls.get(url)
             if queue is None:
-                problems.append("%s (%s): the worker reads %s, not a notified queue" % (resource, fleet, url))
+                problems.append(
+                    "%s (%s): the worker reads %s, not a notified queue" % (resource, fleet, url)
+                )
                 continue
             props = tpl.resources[queue].get("Properties") or {}
             queue_secs = int(props.get("VisibilityTimeout", DEFAULT_VISIBILITY))
-            worker_secs = int((doc.get("worker") or {}).get("visibility_secs", WORKER_DEFAULT_VISIBILITY))
+            worker = doc.get("worker") or {}
+            worker_secs = int(worker.get("visibility_secs", WORKER_DEFAULT_VISIBILITY))
             if queue_secs != worker_secs:
                 problems.append(
                     "%s (%s): the worker's visibility_secs is %d but queue %s has "
@@ -852,6 +866,25 @@ def check_scaler_config(tpl):
                         "%s: [%s] has keys %s, the scaler reads %s"
                         % (where, table, sorted(tables[table]), sorted(keys))
                     )
+            queues = sorted(ev.ref(q) for q in {q for _, _, q, _ in notifications(tpl)})
+            url = (doc.get("queue") or {}).get("url")
+            if url not in queues:
+                problems.append(
+                    "%s: queue url %r is not the queue the ingress bucket notifies %s"
+                    % (where, url, queues)
+                )
+            fleets = sorted(
+                ev.ref(name)
+                for name, res, _ in tpl.of_type(
+                    "AWS::EC2::SpotFleet", "AWS::AutoScaling::AutoScalingGroup"
+                )
+                if "Condition" not in res or ev.condition(res["Condition"])
+            )
+            if scaler.get("fleet") not in fleets:
+                problems.append(
+                    "%s: fleet %r is none of this template's fleets %s"
+                    % (where, scaler.get("fleet"), fleets)
+                )
             if scaler.get("backend") != SCALER_BACKENDS.get(fleet):
                 problems.append(
                     "%s: backend %r does not match WorkerFleetType %s"
@@ -861,7 +894,10 @@ def check_scaler_config(tpl):
             buckets = [ev.ref(b) for b in ingress]
             match = re.fullmatch(r"s3://([^/]+)/(.+)", state)
             if not match or match.group(1) not in buckets:
-                problems.append("%s: state %r is not an object in the ingress bucket %s" % (where, state, buckets))
+                problems.append(
+                    "%s: state %r is not an object in the ingress bucket %s"
+                    % (where, state, buckets)
+                )
                 continue
             role = ref_name((tpl.resources[function].get("Properties") or {}).get("Role"))
             bucket_res = ingress[buckets.index(match.group(1))]
@@ -869,7 +905,10 @@ def check_scaler_config(tpl):
                      "${%s}" % bucket_res}
             arns = {"arn:aws:s3:::%s/%s" % (b, match.group(2)) for b in names}
             for action in ("s3:GetObject", "s3:PutObject"):
-                if role not in tpl.resources or not any(role_allows(tpl, role, action, a) for a in arns):
+                allowed = role in tpl.resources and any(
+                    role_allows(tpl, role, action, a) for a in arns
+                )
+                if not allowed:
                     problems.append(
                         "%s: role %s may not %s the state object %s" % (where, role, action, state)
                     )
@@ -881,7 +920,8 @@ def check_scaler_config(tpl):
             ):
                 problems.append(
                     "%s: role %s may not s3:ListBucket %s, so a missing state object answers "
-                    "403 instead of NoSuchKey and the first run fails" % (where, role, match.group(1))
+                    "403 instead of NoSuchKey and the first run fails"
+                    % (where, role, match.group(1))
                 )
     return problems, n
 

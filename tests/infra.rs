@@ -256,6 +256,10 @@ fn instance_settings_in_the_user_data_are_accepted_by_spherecast() {
         !asg.contains("idle_shutdown_secs"),
         "an Auto Scaling group would replace a worker that left by itself:\n{asg}"
     );
+    assert!(
+        asg.contains("scale_in_protection = true") && !spot.contains("scale_in_protection"),
+        "only workers in an Auto Scaling group protect themselves from its scale-in:\n{asg}"
+    );
 
     // The probe itself can fail: a misspelt key is rejected, naming it.
     let typo = dir.join("typo.toml");
