@@ -207,37 +207,40 @@ fn spherecast_accepts_config(config: &Path, scratch: &Path) -> Result<(), String
 }
 
 #[test]
-fn instance_settings_in_the_user_data_are_accepted_by_spherecast() {
+fn instance_and_lambda_settings_in_the_template_are_accepted_by_spherecast() {
     let dir = scratch("settings");
     let configs = dir.join("configs");
-    let out = checker(&["--emit-configs", configs.to_str().unwrap(), TEMPLATE]);
+    let variable = scaler_config_variable();
+    let out = checker(&[
+        "--scaler-variable",
+        &variable,
+        "--emit-configs",
+        configs.to_str().unwrap(),
+        TEMPLATE,
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    let mut emitted: Vec<PathBuf> = fs::read_dir(&configs)
+    let mut names: Vec<String> = fs::read_dir(&configs)
         .expect("emitted configs")
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("settings-"))
-        })
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    emitted.sort();
-    let names: Vec<String> = emitted
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+    names.sort();
     assert_eq!(
         names,
         [
+            "scaler-ScalerFunction-AutoScalingGroup.toml",
+            "scaler-ScalerFunction-SpotFleet.toml",
             "settings-OriginInstance-AutoScalingGroup.toml",
             "settings-OriginInstance-SpotFleet.toml",
             "settings-WorkerLaunchTemplate-AutoScalingGroup.toml",
             "settings-WorkerLaunchTemplate-SpotFleet.toml",
         ],
-        "one settings document per instance role and fleet type"
+        "one settings document per instance role and fleet type, and the Lambda's"
     );
-    emitted.push(root().join("infra/config/spherecast.toml"));
-    for config in &emitted {
+    // The Lambda's document is a settings document too ([queue] and [scaler]): the same
+    // parser rejects a misspelt scaler key.
+    let mut all: Vec<PathBuf> = names.iter().map(|n| configs.join(n)).collect();
+    all.push(root().join("infra/config/spherecast.toml"));
+    for config in &all {
         if let Err(report) = spherecast_accepts_config(config, &dir) {
             panic!(
                 "spherecast rejects {}:\n{}\n{report}",
@@ -246,12 +249,13 @@ fn instance_settings_in_the_user_data_are_accepted_by_spherecast() {
             );
         }
     }
-    let spot = fs::read_to_string(&emitted[3]).unwrap();
+    let read = |name: &str| fs::read_to_string(configs.join(name)).unwrap();
+    let spot = read("settings-WorkerLaunchTemplate-SpotFleet.toml");
     assert!(
         spot.contains("idle_shutdown_secs = 600"),
         "Spot Fleet workers leave by themselves when idle:\n{spot}"
     );
-    let asg = fs::read_to_string(&emitted[2]).unwrap();
+    let asg = read("settings-WorkerLaunchTemplate-AutoScalingGroup.toml");
     assert!(
         !asg.contains("idle_shutdown_secs"),
         "an Auto Scaling group would replace a worker that left by itself:\n{asg}"
