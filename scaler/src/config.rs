@@ -100,6 +100,13 @@ impl ScalerConfig {
                 "scaler.interval_secs must be at least 1".to_owned(),
             ));
         }
+        if self.interval_secs >= self.policy.history_gap_secs {
+            return Err(ConfigError(format!(
+                "scaler.interval_secs ({}) must be below scaler.policy.history_gap_secs ({}): \
+                 every run would read as a gap in the history and nothing would ever scale in",
+                self.interval_secs, self.policy.history_gap_secs
+            )));
+        }
         if let Some(state) = &self.state {
             StateLocation::parse(state)?;
         }
@@ -179,6 +186,10 @@ mod tests {
             ("backend = \"lambda\"", "unknown variant `lambda`"),
             ("fleet = \"x\"\nsize = 3", "unknown field `size`"),
             ("fleet = \" \"", "scaler.fleet is empty"),
+            (
+                "interval_secs = 300",
+                "must be below scaler.policy.history_gap_secs (180)",
+            ),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.contains(expected), "{text:?}: {err}");

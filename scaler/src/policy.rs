@@ -37,6 +37,10 @@ pub struct PolicyConfig {
     pub step_evaluation_secs: u64,
     /// ...and no change within this long of the last one.
     pub step_cooldown_secs: u64,
+    /// Target rule: runs further apart than this (or than the stabilisation window, if that is
+    /// longer) break the history, and no scale-in happens until a whole window has been seen
+    /// again. Keep it above the scaler's period.
+    pub history_gap_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -58,6 +62,7 @@ impl Default for PolicyConfig {
             step_in_below: 8,
             step_evaluation_secs: 600,
             step_cooldown_secs: 300,
+            history_gap_secs: 180,
         }
     }
 }
@@ -118,11 +123,14 @@ pub struct History {
     /// Target rule: (time, recommendation) within the stabilisation window.
     #[serde(default)]
     pub recommendations: Vec<(Secs, u32)>,
-    /// Target rule: since when the recommendations are unbroken (no run missed for a whole
-    /// window). A history that was lost, or has a gap, cannot vouch for the window, so no
-    /// scale-in happens until a whole window has been seen again.
+    /// Target rule: since when the runs are unbroken (none further apart than
+    /// `history_gap_secs`). A history that was lost, or has a gap, cannot vouch for the window,
+    /// so no scale-in happens until a whole window has been seen again.
     #[serde(default)]
     pub since: Option<Secs>,
+    /// Target rule: the time of the last run.
+    #[serde(default)]
+    pub last_run: Option<Secs>,
     /// Step rule: (time, visible) within the evaluation period.
     #[serde(default)]
     pub visible: Vec<(Secs, u64)>,
@@ -170,8 +178,11 @@ fn target_rule(config: &PolicyConfig, o: &Observation, history: &History) -> Dec
         .copied()
         .filter(|&(t, _)| t <= o.now && o.now - t < window)
         .collect();
-    let since = match (recommendations.is_empty(), history.since) {
-        (false, Some(since)) if since <= o.now => since,
+    let unbroken = history
+        .last_run
+        .is_some_and(|t| t <= o.now && o.now - t <= config.history_gap_secs.max(window));
+    let since = match (unbroken, history.since) {
+        (true, Some(since)) if since <= o.now => since,
         _ => o.now,
     };
     let seen_window = o.now - since >= window;
@@ -181,6 +192,7 @@ fn target_rule(config: &PolicyConfig, o: &Observation, history: &History) -> Dec
         recommendations: recommendations.clone(),
         visible: Vec::new(),
         since: Some(since),
+        last_run: Some(o.now),
     };
 
     let (desired, reason) = if recommendation >= o.target {
@@ -308,6 +320,7 @@ fn step_rule(config: &PolicyConfig, o: &Observation, history: &History) -> Decis
             recommendations: Vec::new(),
             visible: samples,
             since: None,
+            last_run: None,
         },
     }
 }
@@ -423,6 +436,7 @@ mod tests {
         let seen = History {
             recommendations: vec![(9_800, 0)],
             since: Some(9_000),
+            last_run: Some(9_940),
             ..History::default()
         };
         let d = decide(&config, &o, &seen);
@@ -446,6 +460,18 @@ mod tests {
             "{}",
             after_gap.reason
         );
+    }
+
+    #[test]
+    fn a_window_no_longer_than_the_period_still_scales_in() {
+        // Found by the simulator: with a 60 s window and runs every 60 s, no earlier
+        // recommendation is ever inside the window; that must not read as a broken history.
+        let config = PolicyConfig {
+            scale_in_stabilisation_secs: 60,
+            ..PolicyConfig::default()
+        };
+        let samples = [(0, 2, 0), (60, 0, 0), (120, 0, 0)];
+        assert_eq!(run(&config, &samples, 0), vec![2, 0, 0]);
     }
 
     #[test]

@@ -163,6 +163,7 @@ mod tests {
             last_change: Some(60),
             recommendations: vec![(60, 3), (120, 2)],
             since: Some(0),
+            last_run: Some(120),
             visible: Vec::new(),
         };
         store.save(&history).await.unwrap();
