@@ -132,7 +132,10 @@ pub struct TranscodeArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ScalerArgs {
+    #[command(subcommand)]
+    pub action: Option<ScalerAction>,
     #[command(flatten)]
     pub files: FileArgs,
     /// One run, then exit: 0 when it worked, 1 when the queue, the fleet or the stored state
@@ -145,6 +148,28 @@ pub struct ScalerArgs {
     /// SQS queue URL (overrides [queue] url).
     #[arg(long, env = "SPHERECAST_QUEUE_URL")]
     pub queue_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScalerAction {
+    /// Replay a trace of recordings against several policies (ours, the reference step rule,
+    /// a fixed fleet) on a model of boot delay, transcode speed and spot interruptions; print
+    /// waits, instance-hours and jobs killed, and write an SVG chart per policy.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// CSV, one recording per line: `arrival,duration[,name]` (seconds or HH:MM:SS).
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// TOML (or .json) with `[model]`, `[[candidate]]` and `fixed_fleet` to replace the
+    /// defaults (see scaler/traces/knobs.toml).
+    #[arg(long)]
+    pub setup: Option<PathBuf>,
+    /// Write `<trace>-<policy>.svg` charts into this folder.
+    #[arg(long)]
+    pub svg_dir: Option<PathBuf>,
 }
 
 pub fn init_logging(format: &LogFormat) {
@@ -250,6 +275,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `spherecast scaler`: the fleet's size from the SQS queue's counters.
 async fn run_scaler(args: ScalerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if let Some(ScalerAction::Simulate(sim)) = args.action {
+        let table = tokio::task::spawn_blocking(move || {
+            // The message already names its cause: no chain to print after it.
+            scaler::sim::run(&sim.trace, sim.setup.as_deref(), sim.svg_dir.as_deref())
+                .map_err(|err| anyhow::anyhow!("{err}"))
+        })
+        .await
+        .context("the simulation panicked")??;
+        print!("{table}");
+        return Ok(());
+    }
     let mut settings = load(&args.files)?;
     if let Some(url) = args.queue_url {
         settings.queue.url = Some(url);

@@ -204,3 +204,45 @@ fn bad_scaler_settings_are_refused_at_start_naming_the_key() {
         text(&out)
     );
 }
+
+#[test]
+fn simulate_prints_the_comparison_and_writes_a_chart_per_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = testkit::repo_root().join("scaler/traces/conference-day.csv");
+    let out = Command::new(testkit::up::binary())
+        .args(["scaler", "simulate", "--trace"])
+        .arg(&trace)
+        .arg("--svg-dir")
+        .arg(tmp.path())
+        .output()
+        .expect("spherecast runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    for policy in ["ours", "reference", "fixed-10"] {
+        assert!(
+            table.lines().any(|l| l.starts_with(policy)),
+            "no row for {policy}:\n{table}"
+        );
+        let chart =
+            std::fs::read_to_string(tmp.path().join(format!("conference-day-{policy}.svg")))
+                .unwrap_or_else(|e| panic!("chart for {policy}: {e}\n{table}"));
+        assert!(
+            chart.starts_with("<svg") || chart.starts_with("<?xml"),
+            "{policy}"
+        );
+        assert!(chart.trim_end().ends_with("</svg>"), "{policy}");
+    }
+
+    std::fs::write(tmp.path().join("bad.csv"), "arrival,duration\n10,abc\n").unwrap();
+    let out = Command::new(testkit::up::binary())
+        .args(["scaler", "simulate", "--trace"])
+        .arg(tmp.path().join("bad.csv"))
+        .output()
+        .expect("spherecast runs");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2: duration"),
+        "{}",
+        text(&out)
+    );
+}
