@@ -16,7 +16,11 @@ fn the_lambda_binary_needs_no_glibc_newer_than_amazon_linux_2023s() {
         .args(["-T", binary()])
         .output()
         .expect("objdump (binutils) runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let versions: Vec<(u32, u32)> = text
         .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
@@ -26,7 +30,10 @@ fn the_lambda_binary_needs_no_glibc_newer_than_amazon_linux_2023s() {
             Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
         })
         .collect();
-    assert!(!versions.is_empty(), "no GLIBC symbol versions found:\n{text}");
+    assert!(
+        !versions.is_empty(),
+        "no GLIBC symbol versions found:\n{text}"
+    );
     let newest = versions.iter().max().unwrap();
     assert!(
         *newest <= AL2023_GLIBC,
@@ -40,7 +47,10 @@ fn the_lambda_binary_needs_no_glibc_newer_than_amazon_linux_2023s() {
 
 #[test]
 fn the_lambda_binary_links_only_the_c_runtime() {
-    let out = Command::new("ldd").arg(binary()).output().expect("ldd runs");
+    let out = Command::new("ldd")
+        .arg(binary())
+        .output()
+        .expect("ldd runs");
     let text = String::from_utf8_lossy(&out.stdout);
     let libraries: Vec<&str> = text
         .lines()
