@@ -122,8 +122,16 @@ fn the_edge_coalesces_a_crowd_into_one_origin_request_per_object_and_fails_over_
 
     let path = format!("/hls/{STREAM}_src/index.m3u8");
     let has_segments = |r: &Fetched| r.status == 200 && newest_segment(&r.text()).is_some();
-    wait_until(&backup.http_url(&path), Duration::from_secs(20), has_segments);
-    let live = wait_until(&primary.http_url(&path), Duration::from_secs(20), has_segments);
+    wait_until(
+        &backup.http_url(&path),
+        Duration::from_secs(20),
+        has_segments,
+    );
+    let live = wait_until(
+        &primary.http_url(&path),
+        Duration::from_secs(20),
+        has_segments,
+    );
     // A segment cut after this point has never been asked for, through the edge or not.
     let before_live = newest_segment(&live.text()).unwrap();
     let fresh = wait_until(&primary.http_url(&path), Duration::from_secs(20), |r| {
