@@ -280,3 +280,87 @@ pub fn wait_for_flv_files(
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// The colours of the synthetic 360 test pattern's cube faces, as RGB: what a player must show
+/// looking in each direction. Saturated and far apart, so they survive 4:2:0 and H.264.
+pub const FACE_COLOURS: [(&str, [u8; 3]); 6] = [
+    ("right", [255, 0, 0]),
+    ("left", [0, 255, 0]),
+    ("up", [0, 0, 255]),
+    ("down", [255, 255, 0]),
+    ("front", [255, 0, 255]),
+    ("back", [0, 255, 255]),
+];
+
+/// Writes a synthetic 360 test pattern (H.264 in FLV, `seconds` long, 25 fps, a key frame
+/// every second): a cube whose six faces are solid [`FACE_COLOURS`], laid out as ffmpeg's
+/// `c3x2` (faces `face` pixels square) and converted with ffmpeg's v360 filter to
+/// `projection`: `"e"` (equirect, 4·face x 2·face), `"c3x2"` or `"eac"`.
+pub fn make_360_pattern(
+    out: &Path,
+    projection: &str,
+    face: u32,
+    seconds: f64,
+) -> anyhow::Result<()> {
+    require("ffmpeg")?;
+    let colour = |name: &str| {
+        let (_, [r, g, b]) = FACE_COLOURS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("a face of the pattern");
+        format!("color=c=0x{r:02x}{g:02x}{b:02x}:s={face}x{face}:r=25:d={seconds}")
+    };
+    let convert = match projection {
+        "c3x2" => String::new(),
+        "e" => format!(",v360=c3x2:e:w={}:h={}", 4 * face, 2 * face),
+        "eac" => ",v360=c3x2:eac".to_owned(),
+        other => bail!("unknown test projection {other:?}: use e, c3x2 or eac"),
+    };
+    let graph = format!(
+        "{};{};{};{};{};{};[r][l][u]hstack=3[top];[d][f][b]hstack=3[bottom];\
+         [top][bottom]vstack{convert},format=yuv420p",
+        colour("right") + "[r]",
+        colour("left") + "[l]",
+        colour("up") + "[u]",
+        colour("down") + "[d]",
+        colour("front") + "[f]",
+        colour("back") + "[b]",
+    );
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-filter_complex",
+            &graph,
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "25",
+            "-keyint_min",
+            "25",
+        ])
+        .args([
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-y",
+            "-f",
+            "flv",
+        ])
+        .arg(out)
+        .status()
+        .context("running ffmpeg")?;
+    if !status.success() {
+        bail!(
+            "ffmpeg could not write the 360 test pattern {}",
+            out.display()
+        );
+    }
+    Ok(())
+}

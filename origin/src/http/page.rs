@@ -19,6 +19,37 @@ pub async fn hls_js() -> Response {
     response
 }
 
+/// The player page (`/player/?url=...&projection=...`): flat, equirect, cubemap 3x2 and EAC.
+/// The same files are uploaded beside VOD ladders, so they load their scripts relatively.
+static PLAYER_HTML: &str = include_str!("../../../web/player/index.html");
+static PLAYER_JS: &str = include_str!("../../../web/player/player.js");
+
+pub async fn player() -> Response {
+    with_cache(Html(PLAYER_HTML).into_response(), "max-age=60")
+}
+
+pub async fn player_js() -> Response {
+    let mut response = with_cache(PLAYER_JS.into_response(), "max-age=60");
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    response
+}
+
+/// `/player` without the slash: the page's relative script paths need it.
+pub async fn player_redirect(uri: axum::http::Uri) -> axum::response::Redirect {
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    axum::response::Redirect::permanent(&format!("/player/{query}"))
+}
+
+fn with_cache(mut response: Response, value: &'static str) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    response
+}
+
 pub async fn index() -> Html<&'static str> {
     Html(INDEX_HTML)
 }
