@@ -13,20 +13,97 @@ use testkit::clip::{FACE_COLOURS, make_360_pattern};
 use testkit::http::wait_until;
 use testkit::up::Spherecast;
 
-/// Every direction the test looks in: (face straight ahead, yaw, pitch, face at the left edge
-/// of the view, face at its right edge). The view is 90 degrees high and 16:9, so the edges
-/// see the neighbouring faces; those catch a face drawn rotated or mirrored.
-const VIEWS: [(&str, f64, f64, &str, &str); 6] = [
-    ("front", 0.0, 0.0, "left", "right"),
-    ("up", 0.0, 90.0, "left", "right"),
-    ("right", 90.0, 0.0, "front", "back"),
-    ("left", -90.0, 0.0, "back", "front"),
-    ("back", 180.0, 0.0, "right", "left"),
-    ("down", 0.0, -90.0, "left", "right"),
+/// Every direction the test looks in: (name, yaw, pitch). Right and up are positive.
+const VIEWS: [(&str, f64, f64); 6] = [
+    ("front", 0.0, 0.0),
+    ("up", 0.0, 90.0),
+    ("right", 90.0, 0.0),
+    ("left", -90.0, 0.0),
+    ("back", 180.0, 0.0),
+    ("down", 0.0, -90.0),
 ];
 
-/// Per channel, after 4:2:0, H.264 and bilinear filtering of solid colours.
+/// Where each view is sampled, as fractions of the canvas from its left and top edges: above
+/// and below the middle, and near the four corners (the 16:9 view is wider than a face, so
+/// those see the neighbouring faces).
+const POINTS: [(f64, f64); 6] = [
+    (0.5, 0.3),
+    (0.5, 0.7),
+    (0.04, 0.25),
+    (0.96, 0.25),
+    (0.04, 0.75),
+    (0.96, 0.75),
+];
+
+/// The player's canvas in the test (the page's viewport) and its vertical field of view.
+const CANVAS: (f64, f64) = (640.0, 360.0);
+const FOV_DEGREES: f64 = 90.0;
+
+/// Per channel, after 4:2:0, H.264 and bilinear filtering.
 const TOLERANCE: i32 = 48;
+
+/// The oracle, independent of any layout: what the pattern shows at canvas point (fx, fy)
+/// looking at (yaw, pitch): the face the ray meets and whether it meets the face's upper
+/// (bright) or lower (dark) half, or `None` within a few degrees of an edge, where filtering
+/// blends two colours. Directions: x right, y up, z back.
+fn expected(yaw: f64, pitch: f64, fx: f64, fy: f64) -> Option<(&'static str, bool)> {
+    let tan = (FOV_DEGREES.to_radians() / 2.0).tan();
+    let camera = [
+        (2.0 * fx - 1.0) * tan * CANVAS.0 / CANVAS.1,
+        (1.0 - 2.0 * fy) * tan,
+        -1.0,
+    ];
+    // Pitch about x, then yaw about y (turning right is a negative rotation about +y).
+    let (sp, cp) = pitch.to_radians().sin_cos();
+    let pitched = [
+        camera[0],
+        cp * camera[1] - sp * camera[2],
+        sp * camera[1] + cp * camera[2],
+    ];
+    let (sy, cy) = (-yaw).to_radians().sin_cos();
+    let d = [
+        cy * pitched[0] + sy * pitched[2],
+        pitched[1],
+        -sy * pitched[0] + cy * pitched[2],
+    ];
+    let a = d.map(f64::abs);
+    // (face, the face's other two coordinates, the upright "down" coordinate on the face)
+    let (face, across, down) = if a[0] >= a[1] && a[0] >= a[2] {
+        (
+            if d[0] > 0.0 { "right" } else { "left" },
+            d[2] / a[0],
+            -d[1] / a[0],
+        )
+    } else if a[1] >= a[2] {
+        if d[1] > 0.0 {
+            ("up", d[0] / a[1], -d[2] / a[1])
+        } else {
+            ("down", d[0] / a[1], d[2] / a[1])
+        }
+    } else {
+        (
+            if d[2] < 0.0 { "front" } else { "back" },
+            d[0] / a[2],
+            -d[1] / a[2],
+        )
+    };
+    let margin = 0.12;
+    if across.abs() > 1.0 - margin || down.abs() > 1.0 - margin || down.abs() < margin {
+        return None;
+    }
+    Some((face, down < 0.0))
+}
+
+fn colour(face: &str, bright: bool) -> [i32; 3] {
+    let (_, rgb) = FACE_COLOURS.iter().find(|(n, _)| *n == face).unwrap();
+    rgb.map(|c| {
+        if bright {
+            i32::from(c)
+        } else {
+            i32::from(c / 2)
+        }
+    })
+}
 
 fn artifacts(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -40,7 +117,9 @@ fn artifacts(name: &str) -> PathBuf {
 fn play(page: &str, shots: &Path) -> serde_json::Value {
     let views: Vec<serde_json::Value> = VIEWS
         .iter()
-        .map(|(name, yaw, pitch, _, _)| serde_json::json!({"name": name, "yaw": yaw, "pitch": pitch}))
+        .map(|(name, yaw, pitch)| {
+            serde_json::json!({"name": name, "yaw": yaw, "pitch": pitch, "points": POINTS})
+        })
         .collect();
     let output = Command::new("node")
         .arg(testkit::repo_root().join("web/tests/play-360.mjs"))
@@ -58,7 +137,9 @@ fn play(page: &str, shots: &Path) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).expect("the script prints JSON")
 }
 
-/// The video played on, and each direction showed its face's colour.
+/// The video played on, and every sampled point showed what the oracle says: the straight
+/// ahead face's bright half above the middle and its dark half below, the neighbours upright
+/// at the corners.
 fn check(seen: &serde_json::Value, mode: &str) {
     assert_eq!(seen["mode"], mode, "{seen}");
     assert_eq!(
@@ -67,14 +148,18 @@ fn check(seen: &serde_json::Value, mode: &str) {
     );
     let views = seen["views"].as_array().expect("views");
     assert_eq!(views.len(), VIEWS.len(), "{seen}");
-    for (view, (name, _, _, left, right)) in views.iter().zip(VIEWS) {
-        for (key, face, place) in [
-            ("rgb", name, "ahead"),
-            ("leftRgb", left, "at the left"),
-            ("rightRgb", right, "at the right"),
-        ] {
-            let (_, want) = FACE_COLOURS.iter().find(|(n, _)| *n == face).unwrap();
-            let got: Vec<i32> = view[key]
+    for (view, (name, yaw, pitch)) in views.iter().zip(VIEWS) {
+        let mut checked = 0;
+        for sample in view["samples"].as_array().expect("samples") {
+            let (fx, fy) = (
+                sample["fx"].as_f64().unwrap(),
+                sample["fy"].as_f64().unwrap(),
+            );
+            let Some((face, bright)) = expected(yaw, pitch, fx, fy) else {
+                continue;
+            };
+            let want = colour(face, bright);
+            let got: Vec<i32> = sample["rgb"]
                 .as_array()
                 .unwrap_or_else(|| panic!("no pixel read looking {name}: {seen}"))
                 .iter()
@@ -83,13 +168,32 @@ fn check(seen: &serde_json::Value, mode: &str) {
             let close = got
                 .iter()
                 .zip(want)
-                .all(|(g, w)| (g - i32::from(*w)).abs() <= TOLERANCE);
+                .all(|(g, w)| (g - w).abs() <= TOLERANCE);
+            let half = if bright { "upper" } else { "lower" };
             assert!(
                 close,
-                "{mode}: looking {name}, {place} showed {got:?}, not the {face} face's {want:?}\n{seen}"
+                "{mode}: looking {name}, at ({fx}, {fy}) the canvas showed {got:?}, not the \
+                 {face} face's {half} half {want:?}\n{seen}"
             );
+            checked += 1;
         }
+        assert!(
+            checked >= 4,
+            "looking {name}: only {checked} points away from edges"
+        );
     }
+}
+
+#[test]
+fn the_oracle_sees_the_faces_where_they_are() {
+    // Straight ahead, above the middle: the front face's upper half.
+    assert_eq!(expected(0.0, 0.0, 0.5, 0.3), Some(("front", true)));
+    assert_eq!(expected(0.0, 0.0, 0.5, 0.7), Some(("front", false)));
+    // Looking up, the top of the view is toward the back: the up face's upper half.
+    assert_eq!(expected(0.0, 90.0, 0.5, 0.3), Some(("up", true)));
+    assert_eq!(expected(90.0, 0.0, 0.04, 0.25), Some(("front", true)));
+    assert_eq!(expected(90.0, 0.0, 0.96, 0.25), Some(("back", true)));
+    assert_eq!(expected(0.0, 0.0, 0.5, 0.5), None);
 }
 
 #[test]

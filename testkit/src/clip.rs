@@ -293,7 +293,10 @@ pub const FACE_COLOURS: [(&str, [u8; 3]); 6] = [
 ];
 
 /// Writes a synthetic 360 test pattern (H.264 in FLV, `seconds` long, 25 fps, a key frame
-/// every second): a cube whose six faces are solid [`FACE_COLOURS`], laid out as ffmpeg's
+/// every second): a cube whose six faces are [`FACE_COLOURS`], each face's upper half in its
+/// colour and its lower half at half that brightness (upper and lower as the face stands
+/// upright in `c3x2`: toward the sky on the four side faces, toward the back on the up face and
+/// toward the front on the down face), so a face drawn rotated or mirrored shows; laid out as ffmpeg's
 /// `c3x2` (faces `face` pixels square) and converted with ffmpeg's v360 filter to
 /// `projection`: `"e"` (equirect, 4·face x 2·face), `"c3x2"` or `"eac"`.
 pub fn make_360_pattern(
@@ -308,7 +311,14 @@ pub fn make_360_pattern(
             .iter()
             .find(|(n, _)| *n == name)
             .expect("a face of the pattern");
-        format!("color=c=0x{r:02x}{g:02x}{b:02x}:s={face}x{face}:r=25:d={seconds}")
+        let half = face / 2;
+        format!(
+            "color=c=0x{r:02x}{g:02x}{b:02x}:s={face}x{face}:r=25:d={seconds},\
+             drawbox=x=0:y={half}:w={face}:h={half}:t=fill:color=0x{:02x}{:02x}{:02x}",
+            r / 2,
+            g / 2,
+            b / 2
+        )
     };
     let convert = match projection {
         "c3x2" => String::new(),

@@ -2,9 +2,10 @@
 // turns the view to each requested direction and reads the colour at the centre of the
 // canvas; saves a screenshot per direction.
 // Usage: node web/tests/play-360.mjs PAGE_URL VIEWS_JSON SCREENSHOT_DIR
-//   VIEWS_JSON: [{"name": "front", "yaw": 0, "pitch": 0}, ...]
+//   VIEWS_JSON: [{"name": "front", "yaw": 0, "pitch": 0, "points": [[fx, fy], ...]}, ...]
+//   (points as fractions of the canvas from its left and top edges)
 // Prints one JSON line: {played, currentTime, advanced, videoWidth, mode, error,
-//   views: [{name, rgb (centre), leftRgb, rightRgb}], consoleErrors}.
+//   views: [{name, yaw, pitch, samples: [{fx, fy, rgb}]}], consoleErrors}.
 import { chromium } from "playwright-core";
 
 const [url, viewsJson, shots] = process.argv.slice(2);
@@ -43,13 +44,12 @@ try {
   result.mode = await page.evaluate(() => window.spherecastPlayer.view.mode);
   for (const view of views) {
     await page.evaluate(({ yaw, pitch }) => window.spherecastPlayer.look(yaw, pitch), view);
-    const rgb = await page.evaluate(() => window.spherecastPlayer.centerPixel());
-    // Near the left and right edges (outside the face straight ahead: the horizontal field
-    // of view is wider than 90 degrees), for the faces' orientation.
-    const leftRgb = await page.evaluate(() => window.spherecastPlayer.pixelAt(0.05, 0.5));
-    const rightRgb = await page.evaluate(() => window.spherecastPlayer.pixelAt(0.95, 0.5));
+    const samples = [];
+    for (const [fx, fy] of view.points) {
+      samples.push({ fx, fy, rgb: await page.evaluate(([x, y]) => window.spherecastPlayer.pixelAt(x, y), [fx, fy]) });
+    }
     await page.screenshot({ path: `${shots}/${view.name}.png` });
-    result.views.push({ name: view.name, yaw: view.yaw, pitch: view.pitch, rgb, leftRgb, rightRgb });
+    result.views.push({ name: view.name, yaw: view.yaw, pitch: view.pitch, samples });
   }
   result.error = await page.evaluate(() => window.spherecastPlayer.error());
 } catch (err) {
