@@ -68,7 +68,8 @@ const INDEX_HTML: &str = r#"<!doctype html>
   body { font-family: system-ui, sans-serif; margin: 2rem; background: #111; color: #eee; }
   .stream { margin-bottom: 2rem; }
   video { width: 100%; max-width: 960px; background: #000; }
-  .facts { color: #aaa; font-size: 0.9rem; }
+  .facts, .links { color: #aaa; font-size: 0.9rem; }
+  a { color: #9cf; }
   .error { color: #f66; }
   code { color: #9cf; }
 </style>
@@ -130,8 +131,11 @@ async function refresh() {
       const div = document.createElement("div");
       div.className = "stream";
       div.dataset.name = s.name;
-      div.innerHTML = `<h2></h2><video controls muted autoplay playsinline></video><div class="facts"></div><div class="error"></div>`;
+      div.innerHTML = `<h2></h2><video controls muted autoplay playsinline></video><div class="facts"></div><div class="links">Open in the player: <a data-p="flat">flat</a> · <a data-p="equirect">360</a></div><div class="error"></div>`;
       div.querySelector("h2").textContent = s.name;
+      for (const a of div.querySelectorAll(".links a")) {
+        a.href = `/player/?url=${encodeURIComponent(s.playlist)}&projection=${a.dataset.p}`;
+      }
       container.appendChild(div);
       entry = { div, hls: null, attached: false };
       players.set(s.name, entry);
