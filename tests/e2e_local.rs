@@ -160,6 +160,22 @@ fn a_pushed_stream_is_served_live_then_recorded_and_published_as_a_vod_ladder() 
         "log:\n{}",
         server.log_text()
     );
+    // The player is published beside the ladders, byte for byte what the origin serves.
+    let player = data.join("egress").join("player");
+    for (file, path) in [
+        ("index.html", "/player/"),
+        ("player.js", "/player/player.js"),
+        ("hls.min.js", "/player/hls.min.js"),
+    ] {
+        let published = std::fs::read(player.join(file))
+            .unwrap_or_else(|e| panic!("player/{file} not in the egress folder: {e}"));
+        let served = reqwest::blocking::get(server.http_url(path))
+            .unwrap()
+            .bytes()
+            .unwrap();
+        assert_eq!(published, served.to_vec(), "player/{file}");
+        assert!(!published.is_empty());
+    }
     let reports = testkit::hls::verify_ladder(&ladder, 6);
     let mut sizes: Vec<Option<(u64, u64)>> = reports.iter().map(|r| r.size).collect();
     sizes.sort_by(|a, b| b.cmp(a));

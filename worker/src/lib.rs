@@ -9,6 +9,7 @@ pub mod job;
 pub mod ladder;
 pub mod metrics;
 pub mod output;
+pub mod player;
 pub mod protection;
 pub mod spot;
 pub mod status;
@@ -102,6 +103,19 @@ pub async fn run(
         egress = ports.egress.bucket(),
         "Worker started."
     );
+    // The player beside the ladders; a bucket that cannot take it now is no reason not to
+    // transcode (the next start tries again).
+    match player::publish(ports.egress.as_ref()).await {
+        Ok(0) => {}
+        Ok(written) => info!(
+            written,
+            prefix = player::PREFIX,
+            "Player published to the egress bucket."
+        ),
+        Err(err) => {
+            warn!(%err, "Cannot publish the player to the egress bucket; ladders still play with any other player.")
+        }
+    }
     let idle_command = config.idle_command.clone();
     let ctx = Arc::new(JobContext {
         config: Arc::new(config),

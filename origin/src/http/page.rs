@@ -3,10 +3,8 @@
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 
-static HLS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hls.min.js"));
-
 pub async fn hls_js() -> Response {
-    let mut response = HLS_JS.into_response();
+    let mut response = web::HLS_JS.into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -20,16 +18,13 @@ pub async fn hls_js() -> Response {
 }
 
 /// The player page (`/player/?url=...&projection=...`): flat, equirect, cubemap 3x2 and EAC.
-/// The same files are uploaded beside VOD ladders, so they load their scripts relatively.
-static PLAYER_HTML: &str = include_str!("../../../web/player/index.html");
-static PLAYER_JS: &str = include_str!("../../../web/player/player.js");
-
+/// The worker publishes the same files to the egress bucket (see the `web` crate).
 pub async fn player() -> Response {
-    with_cache(Html(PLAYER_HTML).into_response(), "max-age=60")
+    with_cache(Html(web::PLAYER_HTML).into_response(), "max-age=60")
 }
 
 pub async fn player_js() -> Response {
-    let mut response = with_cache(PLAYER_JS.into_response(), "max-age=60");
+    let mut response = with_cache(web::PLAYER_JS.into_response(), "max-age=60");
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/javascript; charset=utf-8"),

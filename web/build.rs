@@ -1,12 +1,12 @@
-//! Embeds the player's hls.js (installed from npm by scripts/setup.sh) into the binary, so the
-//! origin serves it itself and no page depends on a CDN at run time.
+//! Embeds hls.js (installed from npm by scripts/setup.sh) into the binary, so the origin serves
+//! it and the worker publishes it beside the player, and no page depends on a CDN at run time.
 
 use std::path::PathBuf;
 
 fn main() {
     let manifest =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let source = manifest.join("../web/node_modules/hls.js/dist/hls.min.js");
+    let source = manifest.join("node_modules/hls.js/dist/hls.min.js");
     let out =
         PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("hls.min.js");
     println!("cargo:rerun-if-changed={}", source.display());
