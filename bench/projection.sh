@@ -54,7 +54,7 @@ trap 'exit 143' TERM
 # 1. Our side: the example binary, built in release mode here, copied so that a rebuild during
 # the run cannot swap it.
 echo "== cargo build --release -p projection --example project"
-cargo build --release --locked -p projection --example project
+cargo build --release -p projection --example project
 cp "$ROOT/target/release/examples/project" "$RUN/project"
 
 # 2. The input, made once per frame count into RAM: ffmpeg's testsrc2 (bars, gradients, text,

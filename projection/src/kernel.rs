@@ -67,6 +67,19 @@ const MASK: i32 = ONE - 1;
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_AHEAD: usize = 32;
 
+/// The part of a band's rows `out` (`stride` apart) that a run covers, `bytes` per pixel.
+#[inline(always)]
+fn run_out<'a>(
+    run: &Run,
+    y0: usize,
+    out: &'a mut [u8],
+    stride: usize,
+    bytes: usize,
+) -> &'a mut [u8] {
+    let at = (run.y as usize - y0) * stride + bytes * run.x as usize;
+    &mut out[at..at + bytes * run.len as usize]
+}
+
 /// Walks one band: every run of the band, writing `out`.
 pub(crate) fn project_band(
     map: &PlaneMap,
@@ -77,6 +90,8 @@ pub(crate) fn project_band(
 ) {
     let runs = &map.runs[band.start..band.end];
     let y0 = band.y0 as usize;
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
     match (src, out) {
         (BandSrc::Single(s), BandOut::Single((d, stride))) => {
             #[cfg(target_arch = "x86_64")]
@@ -86,8 +101,7 @@ pub(crate) fn project_band(
                 if wide && let Some(next) = runs.get(i + PREFETCH_AHEAD) {
                     avx2::prefetch(next, &s, 1);
                 }
-                let at = (run.y as usize - y0) * stride + run.x as usize;
-                let dst = &mut d[at..at + run.len as usize];
+                let dst = run_out(run, y0, d, stride, 1);
                 if run.flags & Run::CLAMP != 0 {
                     single_run_clamped(run, s, dst);
                     continue;
@@ -109,10 +123,8 @@ pub(crate) fn project_band(
                     avx2::prefetch(next, &su, 1);
                     avx2::prefetch(next, &sv, 1);
                 }
-                let row = run.y as usize - y0;
-                let (x, len) = (run.x as usize, run.len as usize);
-                let a = &mut du[row * du_stride + x..][..len];
-                let b = &mut dv[row * dv_stride + x..][..len];
+                let a = run_out(run, y0, du, du_stride, 1);
+                let b = run_out(run, y0, dv, dv_stride, 1);
                 if run.flags & Run::CLAMP != 0 {
                     single_run_clamped(run, su, a);
                     single_run_clamped(run, sv, b);
@@ -135,8 +147,7 @@ pub(crate) fn project_band(
                 if wide && let Some(next) = runs.get(i + PREFETCH_AHEAD) {
                     avx2::prefetch(next, &s, 2);
                 }
-                let at = (run.y as usize - y0) * stride + 2 * run.x as usize;
-                let dst = &mut d[at..at + 2 * run.len as usize];
+                let dst = run_out(run, y0, d, stride, 2);
                 if run.flags & Run::CLAMP != 0 {
                     interleaved_run_clamped(run, s, dst);
                     continue;
@@ -251,15 +262,15 @@ fn interleaved_run_clamped(run: &Run, s: SrcPlane<'_>, dst: &mut [u8]) {
     }
 }
 
-/// The AVX2 fast path: 8 output pixels per step.
+/// The AVX2 fast path: 16 output pixels per step.
 ///
-/// The source is read row by row, not pixel by pixel: the 8 windows of a step usually span a
-/// few source rows and at most 15 columns (everywhere but near the poles), so for each of
-/// those rows one 16-byte load and one byte shuffle (`pshufb`) fetch the two samples every
-/// pixel needs from it, and a blend keeps them for the pixels whose window uses that row.
-/// Steps whose windows spread wider fall back to gathers (`vpgatherdd`, 4 bytes per window
-/// row), which are much slower on the CPUs measured. The interpolation is the scalar one, in
-/// 32-bit lanes: the bytes are identical.
+/// The source is read row by row, not pixel by pixel: the windows of 8 neighbouring output
+/// pixels usually span a few source rows and at most 15 columns (everywhere but near the
+/// poles), so for each of those rows a 16-byte load per 8 pixels and one byte shuffle
+/// (`pshufb`) fetch the two samples each pixel needs from that row, and a blend keeps them for
+/// the pixels whose window uses it. Steps whose windows spread wider fall back to gathers
+/// (`vpgatherdd`, 4 bytes per window row), which are much slower on the CPUs measured. The
+/// interpolation is the scalar one, in 32-bit lanes: the bytes are identical.
 ///
 /// This is the crate's only `unsafe` code, kept because it measured more than twice as fast
 /// as the scalar path, which is bound by per-pixel instruction count (see bench/README.md).
@@ -304,126 +315,153 @@ mod avx2 {
         }
     }
 
-    /// The windows of 8 pixels of a run: source column and row of each window's top-left
-    /// sample, and the weights. Lanes past `n` repeat lane 0.
+    /// The windows of 16 pixels of a run, as two halves of 8: source column and row of each
+    /// window's top-left sample (32-bit lanes, and all 16 as 16-bit lanes), and the weights.
+    /// Lanes past the run's end repeat its first pixel.
     struct Step {
-        ui: __m256i,
-        vi: __m256i,
-        fu: __m256i,
-        fv: __m256i,
+        ui: [__m256i; 2],
+        vi: [__m256i; 2],
+        fu: [__m256i; 2],
+        fv: [__m256i; 2],
+        u16s: __m256i,
+        v16s: __m256i,
     }
 
     #[inline]
     #[target_feature(enable = "avx2")]
     fn step(run: &Run, k: f32, n: usize) -> Step {
-        let ks = _mm256_add_ps(
-            _mm256_set1_ps(k),
-            _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0),
-        );
+        let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
         // The operations of map::position, in the same order, lane by lane.
-        let pos = |c: &[f32; 3]| {
+        let pos = |c: &[f32; 3], ks: __m256| {
             let inner = _mm256_add_ps(
                 _mm256_set1_ps(c[1]),
                 _mm256_mul_ps(ks, _mm256_set1_ps(c[2])),
             );
             let p = _mm256_add_ps(_mm256_set1_ps(c[0]), _mm256_mul_ps(ks, inner));
-            _mm256_cvttps_epi32(_mm256_mul_ps(p, _mm256_set1_ps(256.0)))
+            _mm256_cvttps_epi32(p)
         };
-        let (mut pu, mut pv) = (pos(&run.u), pos(&run.v));
-        if n < 8 {
-            let live = _mm256_cmpgt_epi32(
-                _mm256_set1_epi32(n as i32),
-                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-            );
+        let mut pu = [_mm256_setzero_si256(); 2];
+        let mut pv = [_mm256_setzero_si256(); 2];
+        for h in 0..2 {
+            let ks = _mm256_add_ps(_mm256_set1_ps(k + (8 * h) as f32), lanes);
+            pu[h] = pos(&run.u, ks);
+            pv[h] = pos(&run.v, ks);
+        }
+        if n < 16 {
             let zero = _mm256_setzero_si256();
-            pu = _mm256_blendv_epi8(_mm256_permutevar8x32_epi32(pu, zero), pu, live);
-            pv = _mm256_blendv_epi8(_mm256_permutevar8x32_epi32(pv, zero), pv, live);
+            let (u0, v0) = (
+                _mm256_permutevar8x32_epi32(pu[0], zero),
+                _mm256_permutevar8x32_epi32(pv[0], zero),
+            );
+            for h in 0..2 {
+                let first = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                let index = _mm256_add_epi32(first, _mm256_set1_epi32(8 * h as i32));
+                let live = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), index);
+                pu[h] = _mm256_blendv_epi8(u0, pu[h], live);
+                pv[h] = _mm256_blendv_epi8(v0, pv[h], live);
+            }
         }
         let mask = _mm256_set1_epi32(0xff);
+        let ui = pu.map(|p| _mm256_srai_epi32::<8>(p));
+        let vi = pv.map(|p| _mm256_srai_epi32::<8>(p));
+        // 16-bit copies in pixel order (columns and rows are within 0..16384).
+        let narrow = |a: [__m256i; 2]| {
+            _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(a[0], a[1]))
+        };
         Step {
-            ui: _mm256_srai_epi32::<8>(pu),
-            vi: _mm256_srai_epi32::<8>(pv),
-            fu: _mm256_and_si256(pu, mask),
-            fv: _mm256_and_si256(pv, mask),
+            u16s: narrow(ui),
+            v16s: narrow(vi),
+            ui,
+            vi,
+            fu: pu.map(|p| _mm256_and_si256(p, mask)),
+            fv: pv.map(|p| _mm256_and_si256(p, mask)),
         }
     }
 
-    /// How a step's windows lie in the source when they fit the row-by-row read: the first
-    /// column and row, the rows to read, the shuffle that picks each window's two samples out
-    /// of a 16-byte load, and each window's row (16-bit lanes).
+    /// How a step's windows lie in the source when they fit the row-by-row read: each half's
+    /// first column, the first row and the number of rows, and the shuffle that picks each
+    /// window's two samples out of its half's 16-byte load.
     struct Shape {
-        u0: usize,
+        u0: [usize; 2],
         v0: usize,
         rows: usize,
-        pick: __m128i,
-        vi: __m128i,
+        pick: __m256i,
     }
 
-    /// Columns a step's windows may span (plus one for the right samples) to be read with one
-    /// 16-byte load per row, and rows.
+    /// Columns the 8 windows of a half may span (plus one for the right samples) to be read
+    /// with one 16-byte load per row, and rows a step may span.
     const MAX_COLUMNS: i32 = 15;
     const MAX_ROWS: i32 = 4;
 
     #[inline]
     #[target_feature(enable = "avx2")]
     fn shape(st: &Step) -> Option<Shape> {
-        // 16-bit copies: low half the columns, high half the rows (all within 0..16384).
-        let packed = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(st.ui, st.vi));
-        let (u16s, v16s) = (
-            _mm256_castsi256_si128(packed),
-            _mm256_extracti128_si256::<1>(packed),
-        );
         let ones = _mm_set1_epi16(-1);
         let min = |v: __m128i| _mm_extract_epi16::<0>(_mm_minpos_epu16(v));
-        let max =
-            |v: __m128i| 0xffff - _mm_extract_epi16::<0>(_mm_minpos_epu16(_mm_xor_si128(v, ones)));
-        let (umin, umax) = (min(u16s), max(u16s));
-        let (vmin, vmax) = (min(v16s), max(v16s));
-        if umax - umin > MAX_COLUMNS - 1 || vmax - vmin > MAX_ROWS - 2 {
+        let max = |v: __m128i| 0xffff - min(_mm_xor_si128(v, ones));
+        let halves = |v: __m256i| (_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let (ul, uh) = halves(st.u16s);
+        let (vl, vh) = halves(st.v16s);
+        let (ul_min, uh_min) = (min(ul), min(uh));
+        let vmin = min(_mm_min_epu16(vl, vh));
+        let vmax = max(_mm_max_epu16(vl, vh));
+        if max(ul) - ul_min > MAX_COLUMNS - 1
+            || max(uh) - uh_min > MAX_COLUMNS - 1
+            || vmax - vmin > MAX_ROWS - 2
+        {
             return None;
         }
-        let rel = _mm_sub_epi16(u16s, _mm_set1_epi16(umin as i16));
-        let pick = _mm_or_si128(
+        let base = _mm256_setr_m128i(_mm_set1_epi16(ul_min as i16), _mm_set1_epi16(uh_min as i16));
+        let rel = _mm256_sub_epi16(st.u16s, base);
+        let pick = _mm256_or_si256(
             rel,
-            _mm_slli_epi16::<8>(_mm_add_epi16(rel, _mm_set1_epi16(1))),
+            _mm256_slli_epi16::<8>(_mm256_add_epi16(rel, _mm256_set1_epi16(1))),
         );
         Some(Shape {
-            u0: umin as usize,
+            u0: [ul_min as usize, uh_min as usize],
             v0: vmin as usize,
             rows: (vmax - vmin + 2) as usize,
             pick,
-            vi: v16s,
         })
     }
 
-    /// The 8 windows of a step read row by row, or `None` if a row's 16 bytes would pass the
-    /// end of the plane.
+    /// The 16 windows of a step read row by row: the (left, right) samples of each window's
+    /// upper and lower row, as byte pairs. `None` if a 16-byte load would pass the plane's end.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn by_rows(data: &[u8], stride: usize, sh: &Shape) -> Option<(__m128i, __m128i)> {
-        let (mut top, mut bottom) = (_mm_setzero_si128(), _mm_setzero_si128());
+    fn by_rows(data: &[u8], stride: usize, st: &Step, sh: &Shape) -> Option<(__m256i, __m256i)> {
+        let (mut top, mut bottom) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        let mut above = _mm256_setzero_si256();
         for r in sh.v0..sh.v0 + sh.rows {
-            let at = r * stride + sh.u0;
-            let bytes = data.get(at..at + 16)?;
-            // SAFETY: `bytes` is a 16-byte slice; the load may be unaligned.
-            let row = unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) };
-            let samples = _mm_shuffle_epi8(row, sh.pick);
-            let here = _mm_set1_epi16(r as i16);
-            top = _mm_blendv_epi8(top, samples, _mm_cmpeq_epi16(sh.vi, here));
-            let above = _mm_set1_epi16(r as i16 - 1);
-            bottom = _mm_blendv_epi8(bottom, samples, _mm_cmpeq_epi16(sh.vi, above));
+            let row = r * stride;
+            let lo = data.get(row + sh.u0[0]..row + sh.u0[0] + 16)?;
+            let hi = data.get(row + sh.u0[1]..row + sh.u0[1] + 16)?;
+            // SAFETY: `lo` and `hi` are 16-byte slices; the loads may be unaligned.
+            let bytes = unsafe { _mm256_loadu2_m128i(hi.as_ptr().cast(), lo.as_ptr().cast()) };
+            let samples = _mm256_shuffle_epi8(bytes, sh.pick);
+            let here = _mm256_cmpeq_epi16(st.v16s, _mm256_set1_epi16(r as i16));
+            top = _mm256_blendv_epi8(top, samples, here);
+            // Windows whose upper row is the previous one take this one as their lower row.
+            bottom = _mm256_blendv_epi8(bottom, samples, above);
+            above = here;
         }
         Some((top, bottom))
     }
 
-    /// The 8 windows of a step read with gathers (4 bytes at each window row), `bytes` per
-    /// sample: the two samples of a window are bytes `lo` and `lo + bytes` of each lane.
+    /// Half `h` of a step read with gathers (4 bytes at each window row, samples `bytes`
+    /// wide): the upper and lower rows' 4 bytes per lane.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn by_gathers(data: &[u8], stride: usize, st: &Step, bytes: i32) -> (__m256i, __m256i) {
-        let col = _mm256_mullo_epi32(st.ui, _mm256_set1_epi32(bytes));
+    fn by_gathers(
+        data: &[u8],
+        stride: usize,
+        st: &Step,
+        h: usize,
+        bytes: i32,
+    ) -> (__m256i, __m256i) {
+        let col = _mm256_mullo_epi32(st.ui[h], _mm256_set1_epi32(bytes));
         let at = _mm256_add_epi32(
-            _mm256_mullo_epi32(st.vi, _mm256_set1_epi32(stride as i32)),
+            _mm256_mullo_epi32(st.vi[h], _mm256_set1_epi32(stride as i32)),
             col,
         );
         let below = _mm256_add_epi32(at, _mm256_set1_epi32(stride as i32));
@@ -451,11 +489,11 @@ mod avx2 {
         _mm256_or_si256(byte(lo), _mm256_slli_epi32::<16>(byte(lo + gap)))
     }
 
-    /// Bilinear mix of 8 windows given as 16-bit sample pairs (left, right) per 32-bit lane
-    /// for the upper and the lower row: the integers of `super::lerp2`, as bytes.
+    /// Bilinear mix of 8 windows given as 16-bit (left, right) sample pairs per 32-bit lane,
+    /// for the upper and the lower row: the integers of `super::lerp2`, in 32-bit lanes.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn mix(top: __m256i, bottom: __m256i, fu: __m256i, fv: __m256i) -> [u8; 8] {
+    fn mix(top: __m256i, bottom: __m256i, fu: __m256i, fv: __m256i) -> __m256i {
         let w = _mm256_or_si256(
             _mm256_sub_epi32(_mm256_set1_epi32(256), fu),
             _mm256_slli_epi32::<16>(fu),
@@ -466,60 +504,99 @@ mod avx2 {
             _mm256_slli_epi32::<8>(t),
             _mm256_mullo_epi32(_mm256_sub_epi32(b, t), fv),
         );
-        let v = _mm256_srli_epi32::<16>(mixed);
-        let words = _mm256_packus_epi32(v, v);
-        let b = _mm256_packus_epi16(words, words);
-        let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4));
-        (_mm256_extract_epi64::<0>(b) as u64).to_le_bytes()
+        _mm256_srli_epi32::<16>(mixed)
+    }
+
+    /// Two halves of 8 results (each 0..=255) as 16 bytes in order.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn bytes16(lo: __m256i, hi: __m256i) -> __m128i {
+        let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(lo, hi));
+        let b = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi16(words, words));
+        _mm256_castsi256_si128(b)
     }
 
     /// One plane through a step: row by row when the windows allow, else by gathers.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn sample(data: &[u8], stride: usize, st: &Step, sh: Option<&Shape>) -> [u8; 8] {
+    fn sample(data: &[u8], stride: usize, st: &Step, sh: Option<&Shape>) -> __m128i {
         if let Some(sh) = sh
-            && let Some((top, bottom)) = by_rows(data, stride, sh)
+            && let Some((top, bottom)) = by_rows(data, stride, st, sh)
         {
-            return mix(
-                _mm256_cvtepu8_epi16(top),
-                _mm256_cvtepu8_epi16(bottom),
-                st.fu,
-                st.fv,
-            );
+            let half = |v: __m256i, h: usize| {
+                _mm256_cvtepu8_epi16(if h == 0 {
+                    _mm256_castsi256_si128(v)
+                } else {
+                    _mm256_extracti128_si256::<1>(v)
+                })
+            };
+            let lo = mix(half(top, 0), half(bottom, 0), st.fu[0], st.fv[0]);
+            let hi = mix(half(top, 1), half(bottom, 1), st.fu[1], st.fv[1]);
+            return bytes16(lo, hi);
         }
-        let (top, bottom) = by_gathers(data, stride, st, 1);
-        mix(pairs(top, 0, 1), pairs(bottom, 0, 1), st.fu, st.fv)
+        let mut out = [_mm256_setzero_si256(); 2];
+        for (h, o) in out.iter_mut().enumerate() {
+            let (top, bottom) = by_gathers(data, stride, st, h, 1);
+            *o = mix(pairs(top, 0, 1), pairs(bottom, 0, 1), st.fu[h], st.fv[h]);
+        }
+        bytes16(out[0], out[1])
+    }
+
+    /// Stores a step's bytes: a whole 16 with one store, a run's last few through a copy.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn put(dst: &mut [u8], bytes: __m128i) {
+        match <&mut [u8; 16]>::try_from(&mut *dst) {
+            // SAFETY: `whole` is 16 writable bytes; the store may be unaligned.
+            Ok(whole) => unsafe { _mm_storeu_si128(whole.as_mut_ptr().cast(), bytes) },
+            Err(_) => {
+                let n = dst.len();
+                dst.copy_from_slice(&to_array(bytes)[..n]);
+            }
+        }
+    }
+
+    /// The 16 bytes of a vector, in order.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn to_array(v: __m128i) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&(_mm_extract_epi64::<0>(v) as u64).to_le_bytes());
+        out[8..].copy_from_slice(&(_mm_extract_epi64::<1>(v) as u64).to_le_bytes());
+        out
     }
 
     #[target_feature(enable = "avx2")]
     fn single_run_avx2(run: &Run, s: SrcPlane<'_>, dst: &mut [u8]) {
-        for (c, chunk) in dst.chunks_mut(8).enumerate() {
-            let st = step(run, (8 * c) as f32, chunk.len());
+        for (c, chunk) in dst.chunks_mut(16).enumerate() {
+            let st = step(run, (16 * c) as f32, chunk.len());
             let sh = shape(&st);
-            let out = sample(s.data, s.stride, &st, sh.as_ref());
-            chunk.copy_from_slice(&out[..chunk.len()]);
+            put(chunk, sample(s.data, s.stride, &st, sh.as_ref()));
         }
     }
 
     #[target_feature(enable = "avx2")]
     fn pair_run_avx2(run: &Run, su: SrcPlane<'_>, sv: SrcPlane<'_>, du: &mut [u8], dv: &mut [u8]) {
-        for (c, (a, b)) in du.chunks_mut(8).zip(dv.chunks_mut(8)).enumerate() {
-            let st = step(run, (8 * c) as f32, a.len());
+        for (c, (a, b)) in du.chunks_mut(16).zip(dv.chunks_mut(16)).enumerate() {
+            let st = step(run, (16 * c) as f32, a.len());
             let sh = shape(&st);
-            let out = sample(su.data, su.stride, &st, sh.as_ref());
-            a.copy_from_slice(&out[..a.len()]);
-            let out = sample(sv.data, sv.stride, &st, sh.as_ref());
-            b.copy_from_slice(&out[..b.len()]);
+            put(a, sample(su.data, su.stride, &st, sh.as_ref()));
+            put(b, sample(sv.data, sv.stride, &st, sh.as_ref()));
         }
     }
 
     #[target_feature(enable = "avx2")]
     fn interleaved_run_avx2(run: &Run, s: SrcPlane<'_>, dst: &mut [u8]) {
-        for (c, chunk) in dst.chunks_mut(16).enumerate() {
-            let st = step(run, (8 * c) as f32, chunk.len() / 2);
-            let (top, bottom) = by_gathers(s.data, s.stride, &st, 2);
-            let u = mix(pairs(top, 0, 2), pairs(bottom, 0, 2), st.fu, st.fv);
-            let v = mix(pairs(top, 1, 2), pairs(bottom, 1, 2), st.fu, st.fv);
+        for (c, chunk) in dst.chunks_mut(32).enumerate() {
+            let st = step(run, (16 * c) as f32, chunk.len() / 2);
+            let mut u = [_mm256_setzero_si256(); 2];
+            let mut v = [_mm256_setzero_si256(); 2];
+            for h in 0..2 {
+                let (top, bottom) = by_gathers(s.data, s.stride, &st, h, 2);
+                u[h] = mix(pairs(top, 0, 2), pairs(bottom, 0, 2), st.fu[h], st.fv[h]);
+                v[h] = mix(pairs(top, 1, 2), pairs(bottom, 1, 2), st.fu[h], st.fv[h]);
+            }
+            let (u, v) = (to_array(bytes16(u[0], u[1])), to_array(bytes16(v[0], v[1])));
             for ((pair, x), y) in chunk.chunks_exact_mut(2).zip(u).zip(v) {
                 pair[0] = x;
                 pair[1] = y;

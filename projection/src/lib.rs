@@ -333,10 +333,8 @@ impl Projector {
         let mut pixels = 0;
         for m in [&self.luma, &self.chroma] {
             for run in &m.runs {
-                for (k, (pu, pv)) in run.positions().enumerate() {
-                    let s = m
-                        .geometry
-                        .sample(u32::from(run.x) + k as u32, u32::from(run.y));
+                for ((x, y), (pu, pv)) in run.pixels().zip(run.positions()) {
+                    let s = m.geometry.sample(x, y);
                     let eu = pu as f64 / 256.0 - f64::from(s.u);
                     let ev = pv as f64 / 256.0 - f64::from(s.v);
                     max = max.max(eu.abs()).max(ev.abs());
