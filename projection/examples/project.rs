@@ -81,8 +81,15 @@ fn parse() -> Result<Args, String> {
 
 fn run(a: Args) -> Result<(), String> {
     let started = Instant::now();
-    let p = Projector::new(a.layout, a.size, a.output_size, Interp::Bilinear, a.format)
-        .map_err(|e| e.to_string())?;
+    let p = Projector::new(
+        a.layout,
+        a.size,
+        a.output_size,
+        Interp::Bilinear,
+        a.format,
+        a.threads,
+    )
+    .map_err(|e| e.to_string())?;
     let setup = started.elapsed().as_secs_f64();
     let (sw, sh) = (a.size.0 as usize, a.size.1 as usize);
     let (ow, oh) = (p.output_size().0 as usize, p.output_size().1 as usize);

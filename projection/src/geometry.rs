@@ -15,6 +15,34 @@ use std::f64::consts::FRAC_PI_2;
 
 use crate::Layout;
 
+/// A face index along one axis of the layout and the position across that face, as ffmpeg
+/// computes them for one output column or row.
+pub(crate) type Axis = (i32, f32);
+
+/// [`PlaneGeometry::sample`] with every column's and row's [`Axis`] computed once (EAC's
+/// `tanf` among them), for building maps.
+pub(crate) struct Sampler {
+    pub geometry: PlaneGeometry,
+    columns: Vec<Axis>,
+    rows: Vec<Axis>,
+}
+
+impl Sampler {
+    pub fn new(geometry: PlaneGeometry) -> Sampler {
+        Sampler {
+            columns: (0..geometry.out_w).map(|i| geometry.column(i)).collect(),
+            rows: (0..geometry.out_h).map(|j| geometry.row(j)).collect(),
+            geometry,
+        }
+    }
+
+    /// The same value as `geometry.sample(i, j)`.
+    pub fn sample(&self, i: u32, j: u32) -> Sample {
+        self.geometry
+            .sample_at(self.columns[i as usize], self.rows[j as usize])
+    }
+}
+
 /// One plane's mapping: an output plane of `out_w x out_h` read from a source plane of
 /// `src_w x src_h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,16 +105,41 @@ impl PlaneGeometry {
         }
     }
 
+    /// Output column `i`'s face column and position across the face (ffmpeg's `uf`).
+    pub fn column(&self, i: u32) -> Axis {
+        match self.layout {
+            Layout::Cubemap3x2 => cube_axis(i, self.out_w, 3),
+            Layout::Eac => {
+                let (face, uf, _) = eac_u(i, self.out_w);
+                (face, uf)
+            }
+        }
+    }
+
+    /// Output row `j`'s face row and position down the face (ffmpeg's `vf`).
+    pub fn row(&self, j: u32) -> Axis {
+        match self.layout {
+            Layout::Cubemap3x2 => cube_axis(j, self.out_h, 2),
+            Layout::Eac => {
+                let (face, vf, _) = eac_v(j, self.out_h);
+                (face, vf)
+            }
+        }
+    }
+
     /// The direction ffmpeg computes for output pixel `(i, j)`: the face's vector, normalised,
     /// passed through the identity rotation and normalised again, as v360 does.
+    #[cfg(test)]
     pub fn direction(&self, i: u32, j: u32) -> [f32; 3] {
+        self.direction_at(self.column(i), self.row(j))
+    }
+
+    /// [`PlaneGeometry::direction`] from the pixel's column and row.
+    fn direction_at(&self, (u_face, uf): Axis, (v_face, vf): Axis) -> [f32; 3] {
         let v = match self.layout {
             Layout::Cubemap3x2 => {
-                let (u_face, uf) = cube_axis(i, self.out_w, 3);
-                let (v_face, vf) = cube_axis(j, self.out_h, 2);
-                let face = C3X2_FACES[(u_face + 3 * v_face) as usize];
                 // ffmpeg's cube_to_xyz.
-                match face {
+                match C3X2_FACES[(u_face + 3 * v_face) as usize] {
                     Direction::Right => [1.0, vf, -uf],
                     Direction::Left => [-1.0, vf, uf],
                     Direction::Up => [uf, -1.0, vf],
@@ -96,8 +149,6 @@ impl PlaneGeometry {
                 }
             }
             Layout::Eac => {
-                let (u_face, uf, _) = eac_u(i, self.out_w);
-                let (v_face, vf, _) = eac_v(j, self.out_h);
                 // ffmpeg's eac_to_xyz: LEFT FRONT RIGHT over DOWN BACK UP, the bottom row
                 // rotated (270, 90, 270 degrees).
                 match u_face + 3 * v_face {
@@ -123,7 +174,12 @@ impl PlaneGeometry {
 
     /// The source position ffmpeg 5.1 samples for output pixel `(i, j)`.
     pub fn sample(&self, i: u32, j: u32) -> Sample {
-        let d = self.direction(i, j);
+        self.sample_at(self.column(i), self.row(j))
+    }
+
+    /// [`PlaneGeometry::sample`] from the pixel's column and row (see [`Sampler`]).
+    pub fn sample_at(&self, column: Axis, row: Axis) -> Sample {
+        let d = self.direction_at(column, row);
         let phi = d[0].atan2(d[2]);
         let theta = d[1].asin();
         // In single precision throughout, with float constants: this order of operations

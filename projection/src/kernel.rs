@@ -332,13 +332,11 @@ mod avx2 {
     fn step(run: &Run, k: f32, n: usize) -> Step {
         let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
         // The operations of map::position, in the same order, lane by lane.
-        let pos = |c: &[f32; 3], ks: __m256| {
-            let inner = _mm256_add_ps(
-                _mm256_set1_ps(c[1]),
-                _mm256_mul_ps(ks, _mm256_set1_ps(c[2])),
-            );
-            let p = _mm256_add_ps(_mm256_set1_ps(c[0]), _mm256_mul_ps(ks, inner));
-            _mm256_cvttps_epi32(p)
+        let pos = |c: &[f32; 4], ks: __m256| {
+            let mul_add =
+                |x: __m256, c: f32| _mm256_add_ps(_mm256_set1_ps(c), _mm256_mul_ps(ks, x));
+            let p = mul_add(mul_add(_mm256_set1_ps(c[3]), c[2]), c[1]);
+            _mm256_cvttps_epi32(mul_add(p, c[0]))
         };
         let mut pu = [_mm256_setzero_si256(); 2];
         let mut pv = [_mm256_setzero_si256(); 2];

@@ -12,7 +12,7 @@
 //! ```
 //! use projection::{Frame, FrameMut, Interp, Layout, PixelFormat, Projector, packed_len};
 //!
-//! let p = Projector::new(Layout::Cubemap3x2, (512, 256), None, Interp::Bilinear, PixelFormat::I420)?;
+//! let p = Projector::new(Layout::Cubemap3x2, (512, 256), None, Interp::Bilinear, PixelFormat::I420, 2)?;
 //! assert_eq!(p.output_size(), (384, 256));
 //! let src = vec![128u8; packed_len(512, 256)];
 //! let mut out = vec![0u8; packed_len(384, 256)];
@@ -105,33 +105,34 @@ pub struct MapError {
 
 impl Projector {
     /// Builds the maps for `layout` from a `source` (width, height) equirectangular frame to an
-    /// `output` size, or ffmpeg's default size for the layout when `None`.
+    /// `output` size, or ffmpeg's default size for the layout when `None`, on `threads`
+    /// threads (the maps do not depend on the count).
     pub fn new(
         layout: Layout,
         source: (u32, u32),
         output: Option<(u32, u32)>,
         interp: Interp,
         format: PixelFormat,
+        threads: usize,
     ) -> Result<Projector, ProjectionError> {
         let Interp::Bilinear = interp;
+        if threads == 0 {
+            return Err(ProjectionError::NoThreads);
+        }
         layout::check_source_size(source.0, source.1)?;
         let default = layout.default_output_size(source.0, source.1);
         let output = output.unwrap_or(default);
         layout.check_output_size(output.0, output.1, default)?;
-        let luma = PlaneMap::build(PlaneGeometry {
+        let plane = |shift: u32| PlaneGeometry {
             layout,
-            out_w: output.0,
-            out_h: output.1,
-            src_w: source.0,
-            src_h: source.1,
-        });
-        let chroma = PlaneMap::build(PlaneGeometry {
-            layout,
-            out_w: output.0 / 2,
-            out_h: output.1 / 2,
-            src_w: source.0 / 2,
-            src_h: source.1 / 2,
-        });
+            out_w: output.0 >> shift,
+            out_h: output.1 >> shift,
+            src_w: source.0 >> shift,
+            src_h: source.1 >> shift,
+        };
+        let mut maps = PlaneMap::build(&[plane(0), plane(1)], threads);
+        let chroma = maps.pop().expect("two maps");
+        let luma = maps.pop().expect("two maps");
         Ok(Projector {
             layout,
             source,
@@ -375,7 +376,8 @@ mod tests {
     fn a_flat_source_gives_a_flat_output() {
         for layout in [Layout::Cubemap3x2, Layout::Eac] {
             for format in [PixelFormat::I420, PixelFormat::Nv12] {
-                let p = Projector::new(layout, (256, 128), None, Interp::Bilinear, format).unwrap();
+                let p =
+                    Projector::new(layout, (256, 128), None, Interp::Bilinear, format, 1).unwrap();
                 let (w, h) = p.output_size();
                 let src = vec![77u8; packed_len(256, 128)];
                 let mut out = vec![0u8; packed_len(w as usize, h as usize)];
@@ -406,7 +408,7 @@ mod tests {
                     (1024, Some((288, 192))),
                     (256, Some((1536, 1024))),
                 ] {
-                    let p = Projector::new(layout, (sw, sw / 2), out, Interp::Bilinear, format);
+                    let p = Projector::new(layout, (sw, sw / 2), out, Interp::Bilinear, format, 2);
                     let p = match p {
                         Ok(p) => p,
                         Err(_) => continue,
@@ -444,6 +446,7 @@ mod tests {
             None,
             Interp::Bilinear,
             PixelFormat::I420,
+            1,
         )
         .unwrap();
         let (w, h) = (p.output_size().0 as usize, p.output_size().1 as usize);
@@ -490,6 +493,7 @@ mod tests {
             None,
             Interp::Bilinear,
             PixelFormat::I420,
+            1,
         )
         .unwrap();
         let src = vec![0u8; packed_len(256, 128)];
@@ -550,6 +554,7 @@ mod tests {
                 out,
                 Interp::Bilinear,
                 PixelFormat::I420,
+                1,
             )
         };
         let err = new((3840, 2160), None).unwrap_err();
@@ -584,6 +589,7 @@ mod tests {
                 None,
                 Interp::Bilinear,
                 PixelFormat::I420,
+                2,
             )
             .unwrap();
             let stats = p.map_stats();

@@ -16,10 +16,12 @@
 //! tile column, row by row: the kernel walks the output in `RUN_MAX x BAND_ROWS` tiles, so the
 //! source a tile reads (a small patch, except at the poles) stays in cache while it is used.
 
-use crate::geometry::{Piece, PlaneGeometry, Sample};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::geometry::{Piece, PlaneGeometry, Sample, Sampler};
 
 /// Longest run, and the width of a tile.
-pub(crate) const RUN_MAX: u32 = 32;
+pub(crate) const RUN_MAX: u32 = 64;
 
 /// Output rows per band: the height of a tile and the unit of work a thread takes.
 pub(crate) const BAND_ROWS: u32 = 16;
@@ -34,7 +36,7 @@ pub(crate) const WEIGHT_BITS: u32 = 8;
 const POS_ONE: f32 = (1 << WEIGHT_BITS) as f32;
 
 /// A run of output pixels along a row. The source position of its pixel
-/// `k`, in 1/256 source pixel, is `u[0] + k * (u[1] + k * u[2])` (the same for `v`), computed
+/// `k`, in 1/256 source pixel, is `u[0] + k * (u[1] + k * (u[2] + k * u[3]))` (the same for `v`), computed
 /// in `f32` in that order (no fused multiply-add) and truncated: `u[0]` carries half a 1/256
 /// pixel so that the truncation rounds. Positions are never negative in a run without
 /// [`Run::CLAMP`]. Single precision holds positions to 1/4096 pixel in a 4K frame, 1/512 in 16K.
@@ -52,14 +54,14 @@ pub(crate) struct Run {
     /// source's last and reaches its last two columns, where a 4-byte read at the window
     /// would pass the end of a tightly packed plane. Both are rare.
     pub flags: u16,
-    pub u: [f32; 3],
-    pub v: [f32; 3],
+    pub u: [f32; 4],
+    pub v: [f32; 4],
 }
 
 /// The position, in 1/256 pixel, of pixel `k` (as `f32`) of a run with coefficients `c`.
 #[inline(always)]
-pub(crate) fn position(c: &[f32; 3], k: f32) -> i32 {
-    (c[0] + k * (c[1] + k * c[2])) as i32
+pub(crate) fn position(c: &[f32; 4], k: f32) -> i32 {
+    (c[0] + k * (c[1] + k * (c[2] + k * c[3]))) as i32
 }
 
 impl Run {
@@ -99,33 +101,65 @@ pub(crate) struct PlaneMap {
 }
 
 impl PlaneMap {
-    /// Builds the map of a plane. Cost: about 5 exact evaluations per 32 output pixels, more
-    /// near the poles.
-    pub fn build(geometry: PlaneGeometry) -> PlaneMap {
-        let tiles = tile_columns(&geometry);
-        let mut runs =
-            Vec::with_capacity((geometry.out_w as usize / 24 + 4) * geometry.out_h as usize);
-        let mut bands = Vec::new();
-        let mut y0 = 0;
-        while y0 < geometry.out_h {
-            let rows = BAND_ROWS.min(geometry.out_h - y0);
-            let start = runs.len();
-            for &tile in &tiles {
-                fit_tile(&geometry, tile, (y0, y0 + rows), &mut runs);
+    /// Builds the maps of several planes on `threads` threads (band by band; the result does
+    /// not depend on the thread count). Cost: about 5 exact evaluations per 64 output pixels,
+    /// more near the poles.
+    pub fn build(geometries: &[PlaneGeometry], threads: usize) -> Vec<PlaneMap> {
+        let samplers: Vec<Sampler> = geometries.iter().map(|&g| Sampler::new(g)).collect();
+        let tiles: Vec<Vec<(u32, u32)>> = geometries.iter().map(tile_columns).collect();
+        let jobs: Vec<(usize, u32, u32)> = geometries
+            .iter()
+            .enumerate()
+            .flat_map(|(p, g)| {
+                (0..g.out_h)
+                    .step_by(BAND_ROWS as usize)
+                    .map(move |y0| (p, y0, BAND_ROWS.min(g.out_h - y0)))
+            })
+            .collect();
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&(p, y0, rows)) = jobs.get(i) else {
+                    return done;
+                };
+                let mut runs = Vec::new();
+                for &tile in &tiles[p] {
+                    fit_tile(&samplers[p], tile, (y0, y0 + rows), &mut runs);
+                }
+                done.push((i, runs));
             }
-            bands.push(Band {
+        };
+        let mut built: Vec<(usize, Vec<Run>)> = std::thread::scope(|scope| {
+            let others: Vec<_> = (1..threads.max(1)).map(|_| scope.spawn(work)).collect();
+            let mut all = work();
+            for other in others {
+                all.extend(other.join().expect("a map-building thread panicked"));
+            }
+            all
+        });
+        built.sort_unstable_by_key(|(i, _)| *i);
+        let mut maps: Vec<PlaneMap> = geometries
+            .iter()
+            .map(|&geometry| PlaneMap {
+                geometry,
+                runs: Vec::new(),
+                bands: Vec::new(),
+            })
+            .collect();
+        for ((p, y0, rows), (_, runs)) in jobs.into_iter().zip(built) {
+            let map = &mut maps[p];
+            let start = map.runs.len();
+            map.runs.extend(runs);
+            map.bands.push(Band {
                 y0,
                 rows,
                 start,
-                end: runs.len(),
+                end: map.runs.len(),
             });
-            y0 += rows;
         }
-        PlaneMap {
-            geometry,
-            runs,
-            bands,
-        }
+        maps
     }
 
     /// Bytes the map takes (what a frame streams through, besides pixels).
@@ -171,7 +205,7 @@ fn pieces(len: u32, piece: impl Fn(u32) -> Piece) -> Vec<(u32, u32)> {
 /// Runs always go along rows. Runs down the columns of EAC's turned faces, where the source
 /// moves more vertically along a row, would read fewer source rows per step, but writing a
 /// column costs more than that saves (tried: EAC 5 % slower).
-fn fit_tile(g: &PlaneGeometry, (x0, x1): (u32, u32), (y0, y1): (u32, u32), runs: &mut Vec<Run>) {
+fn fit_tile(g: &Sampler, (x0, x1): (u32, u32), (y0, y1): (u32, u32), runs: &mut Vec<Run>) {
     for y in y0..y1 {
         fit_line(g, Line { x: x0, y }, x1 - x0, runs);
     }
@@ -185,7 +219,7 @@ struct Line {
 }
 
 impl Line {
-    fn sample(&self, g: &PlaneGeometry, k: u32) -> Sample {
+    fn sample(&self, g: &Sampler, k: u32) -> Sample {
         g.sample(self.x + k, self.y)
     }
 
@@ -198,7 +232,7 @@ impl Line {
 }
 
 /// Adds the runs for the first `n` pixels of `line`, all inside one piece of the layout.
-fn fit_line(g: &PlaneGeometry, line: Line, n: u32, runs: &mut Vec<Run>) {
+fn fit_line(g: &Sampler, line: Line, n: u32, runs: &mut Vec<Run>) {
     // Within a piece, the direction's x along a line is either constant or monotonic, and z
     // is constant whenever x varies, so the line crosses the longitude seam (x changes sign
     // behind the viewer) at most once, and its ends show whether it does.
@@ -222,26 +256,35 @@ fn fit_line(g: &PlaneGeometry, line: Line, n: u32, runs: &mut Vec<Run>) {
     }
 }
 
-/// Fits a quadratic to the source positions of the first `n` pixels of `line` (no seam
-/// inside), halving the run until the fit holds.
-fn fit_run(g: &PlaneGeometry, line: Line, n: u32, runs: &mut Vec<Run>) {
+/// Fits a cubic to the source positions of the first `n` pixels of `line` (no seam inside),
+/// halving the run until the fit holds.
+fn fit_run(g: &Sampler, line: Line, n: u32, runs: &mut Vec<Run>) {
     let at = |k: u32| -> Sample { line.sample(g, k) };
     let last = n - 1;
-    let mid = last / 2;
-    let s0 = at(0);
-    let sm = at(mid);
-    let sn = at(last);
-    let fit_u = Quadratic::through(mid, last, s0.u, sm.u, sn.u);
-    let fit_v = Quadratic::through(mid, last, s0.v, sm.v, sn.v);
-    if n > 3 {
-        // A quadratic's interpolation error between nodes 0, n/2, n peaks near 0.21n and
-        // 0.79n; check there (and, for 4 pixels, at the one point not fitted).
-        let checks = [
-            (f64::from(last) * 0.21).round() as u32,
-            (f64::from(last) * 0.79).round() as u32,
-        ];
-        let ok = checks.iter().all(|&k| {
-            if k == 0 || k == mid || k == last {
+    // Nodes at the ends and thirds (every pixel of runs of 4 or fewer, fitted exactly).
+    let third = |t: f64| (f64::from(last) * t).round() as u32;
+    let nodes: Vec<u32> = if n <= 4 {
+        (0..n).collect()
+    } else {
+        vec![0, third(1.0 / 3.0), third(2.0 / 3.0), last]
+    };
+    let samples: Vec<Sample> = nodes.iter().map(|&k| at(k)).collect();
+    let fit = |coord: fn(&Sample) -> f32| {
+        let points: Vec<(u32, f32)> = nodes
+            .iter()
+            .zip(&samples)
+            .map(|(&k, s)| (k, coord(s)))
+            .collect();
+        Cubic::through(&points)
+    };
+    let fit_u = fit(|s| s.u);
+    let fit_v = fit(|s| s.v);
+    if n > 4 {
+        // A cubic's interpolation error between the nodes peaks near the middle of each
+        // third; check there.
+        let ok = [1.0 / 6.0, 0.5, 5.0 / 6.0].iter().all(|&t| {
+            let k = third(t);
+            if nodes.contains(&k) {
                 return true;
             }
             let s = at(k);
@@ -265,7 +308,7 @@ fn fit_run(g: &PlaneGeometry, line: Line, n: u32, runs: &mut Vec<Run>) {
     };
     // The kernel's fast path reads columns ui, ui + 1 and rows vi, vi + 1 unchecked against
     // the edges: flag the run if any pixel would need more.
-    let (max_u, max_v) = (g.src_w as i32 - 2, g.src_h as i32 - 2);
+    let (max_u, max_v) = (g.geometry.src_w as i32 - 2, g.geometry.src_h as i32 - 2);
     let mut inside = true;
     let mut last_row = false;
     for (pu, pv) in run.positions() {
@@ -282,54 +325,50 @@ fn fit_run(g: &PlaneGeometry, line: Line, n: u32, runs: &mut Vec<Run>) {
     runs.push(run);
 }
 
-/// `f(x) = a + b x + c x^2` through `(0, f0)`, `(m, fm)`, `(n, fn)` (fewer points for runs of
-/// one or two pixels, where `m` or `n` is 0).
+/// The polynomial `f(x) = c[0] + c[1] x + c[2] x^2 + c[3] x^3` through up to four points
+/// (of the lowest degree that goes through them all).
 #[derive(Debug, Clone, Copy)]
-struct Quadratic {
-    a: f64,
-    b: f64,
-    c: f64,
+struct Cubic {
+    c: [f64; 4],
 }
 
-impl Quadratic {
-    fn through(m: u32, n: u32, f0: f32, fm: f32, fn_: f32) -> Quadratic {
-        let (f0, fm, fn_) = (f64::from(f0), f64::from(fm), f64::from(fn_));
-        let (m, n) = (f64::from(m), f64::from(n));
-        if n == 0.0 {
-            return Quadratic {
-                a: f0,
-                b: 0.0,
-                c: 0.0,
-            };
+impl Cubic {
+    /// Through `(x, f)` points with distinct `x`, the first at `x = 0`.
+    fn through(points: &[(u32, f32)]) -> Cubic {
+        debug_assert!(!points.is_empty() && points.len() <= 4 && points[0].0 == 0);
+        // Newton's divided differences, then the Newton form expanded around 0.
+        let xs: Vec<f64> = points.iter().map(|p| f64::from(p.0)).collect();
+        let mut dd: Vec<f64> = points.iter().map(|p| f64::from(p.1)).collect();
+        for level in 1..dd.len() {
+            for i in (level..dd.len()).rev() {
+                dd[i] = (dd[i] - dd[i - 1]) / (xs[i] - xs[i - level]);
+            }
         }
-        if m == 0.0 {
-            return Quadratic {
-                a: f0,
-                b: (fn_ - f0) / n,
-                c: 0.0,
-            };
+        let get = |i: usize| dd.get(i).copied().unwrap_or(0.0);
+        let (x1, x2) = (
+            xs.get(1).copied().unwrap_or(0.0),
+            xs.get(2).copied().unwrap_or(0.0),
+        );
+        let (c0, c1, c2, c3) = (get(0), get(1), get(2), get(3));
+        Cubic {
+            c: [c0, c1 - c2 * x1 + c3 * x1 * x2, c2 - c3 * (x1 + x2), c3],
         }
-        // Divided differences.
-        let d1 = (fm - f0) / m;
-        let d2 = (fn_ - fm) / (n - m);
-        let c = (d2 - d1) / n;
-        let b = d1 - c * m;
-        Quadratic { a: f0, b, c }
     }
 
     fn at(&self, x: u32) -> f64 {
         let x = f64::from(x);
-        self.a + x * (self.b + x * self.c)
+        self.c[0] + x * (self.c[1] + x * (self.c[2] + x * self.c[3]))
     }
 
     /// The run's coefficients in 1/256 pixel, the start biased by half of one so that the
     /// kernel's truncation rounds.
-    fn coefficients(&self) -> [f32; 3] {
+    fn coefficients(&self) -> [f32; 4] {
         let one = f64::from(POS_ONE);
         [
-            (self.a * one + 0.5) as f32,
-            (self.b * one) as f32,
-            (self.c * one) as f32,
+            (self.c[0] * one + 0.5) as f32,
+            (self.c[1] * one) as f32,
+            (self.c[2] * one) as f32,
+            (self.c[3] * one) as f32,
         ]
     }
 }
@@ -340,13 +379,21 @@ mod tests {
     use crate::Layout;
 
     fn plane(layout: Layout, out_w: u32, out_h: u32, src_w: u32) -> PlaneMap {
-        PlaneMap::build(PlaneGeometry {
+        let g = PlaneGeometry {
             layout,
             out_w,
             out_h,
             src_w,
             src_h: src_w / 2,
-        })
+        };
+        let mut maps = PlaneMap::build(&[g], 3);
+        let map = maps.pop().unwrap();
+        let one = PlaneMap::build(&[g], 1).pop().unwrap();
+        assert!(
+            map.runs == one.runs && map.bands == one.bands,
+            "maps depend on threads"
+        );
+        map
     }
 
     #[test]
@@ -384,10 +431,19 @@ mod tests {
     }
 
     #[test]
-    fn quadratic_fits_three_points() {
-        let q = Quadratic::through(2, 4, 1.0, 5.0, 17.0);
-        for (x, f) in [(0, 1.0), (2, 5.0), (4, 17.0), (1, 2.0), (3, 10.0)] {
-            assert!((q.at(x) - f).abs() < 1e-12);
+    fn cubic_fits_its_points() {
+        // f(x) = 1 + x^2 - x^3 / 8 at 0, 2, 4, 6; and fewer points, lower degree.
+        let f = |x: f64| 1.0 + x * x - x * x * x / 8.0;
+        let pts: Vec<(u32, f32)> = [0, 2, 4, 6]
+            .iter()
+            .map(|&x| (x, f(f64::from(x)) as f32))
+            .collect();
+        let c = Cubic::through(&pts);
+        for x in 0..8 {
+            assert!((c.at(x) - f(f64::from(x))).abs() < 1e-9, "{x}");
         }
+        let line = Cubic::through(&[(0, 1.0), (3, 7.0)]);
+        assert!((line.at(1) - 3.0).abs() < 1e-12);
+        assert_eq!(Cubic::through(&[(0, 5.0)]).at(9), 5.0);
     }
 }

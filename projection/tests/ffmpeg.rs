@@ -97,6 +97,7 @@ fn projector(layout: Layout, format: PixelFormat) -> Projector {
         None,
         Interp::Bilinear,
         format,
+        2,
     )
     .unwrap()
 }
