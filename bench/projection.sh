@@ -10,7 +10,7 @@
 # Environment:
 #   BENCH_FRAMES=90           frames in the input (3 s at 30 frames/s; 11 MB each, in /dev/shm)
 #   BENCH_THREADS=2           threads for both (ffmpeg -threads N -filter_threads N)
-#   BENCH_REPEAT=3            rounds per layout, alternating who goes first; medians reported
+#   BENCH_REPEAT=5            rounds per layout, alternating who goes first; medians reported
 #   BENCH_LAYOUTS=c3x2,eac    layouts to measure
 #   BENCH_QUIET_WAIT=120      seconds to wait, before each layout, for other load to stop
 #   BENCH_KEEP=1              keep the input in /dev/shm for the next run
@@ -20,7 +20,7 @@ ROOT=$PWD
 BENCH=$ROOT/bench
 FRAMES=${BENCH_FRAMES:-90}
 THREADS=${BENCH_THREADS:-2}
-REPEAT=${BENCH_REPEAT:-3}
+REPEAT=${BENCH_REPEAT:-5}
 LAYOUTS=${BENCH_LAYOUTS:-c3x2,eac}
 SIZE=3840x1920
 

@@ -6,8 +6,11 @@
 //! `ffmpeg -vf v360=e:c3x2:interp=linear` (or `e:eac`): same layout, face order and rotation,
 //! pixel centres, EAC padding, and the same per-plane mapping of chroma. What differs is how the
 //! map is kept: ffmpeg stores 24 bytes per output pixel and reads them all each frame; this
-//! crate stores short runs of pixels whose source position is a quadratic (see [`map`]'s docs),
-//! about 2 bytes per output pixel, walked tile by tile.
+//! crate stores runs of up to 64 pixels whose source position is a cubic in x (under 1 byte
+//! per output pixel), walks the output in tiles, and on x86-64 with AVX2 reads the source
+//! row by row for 16 pixels at a time (module `kernel`). Its source positions are within
+//! 1/190 pixel of ffmpeg's; its output is within a few levels of ffmpeg's (about 68 dB PSNR).
+//! [`reference`] is a per-pixel model of ffmpeg's filter that reproduces its output exactly.
 //!
 //! ```
 //! use projection::{Frame, FrameMut, Interp, Layout, PixelFormat, Projector, packed_len};
