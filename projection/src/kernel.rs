@@ -391,7 +391,7 @@ mod avx2 {
     /// Columns the 8 windows of a half may span (plus one for the right samples) to be read
     /// with one 16-byte load per row, and rows a step may span.
     const MAX_COLUMNS: i32 = 15;
-    const MAX_ROWS: i32 = 4;
+    const MAX_ROWS: i32 = 8;
 
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -430,20 +430,29 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2")]
     fn by_rows(data: &[u8], stride: usize, st: &Step, sh: &Shape) -> Option<(__m256i, __m256i)> {
+        // Everything the step reads, bounds-checked once: its rows, from the first column a
+        // half starts at to 16 bytes past the last.
+        let (lo, hi) = (sh.u0[0], sh.u0[1]);
+        let start = sh.v0 * stride;
+        let block = data.get(start..start + (sh.rows - 1) * stride + lo.max(hi) + 16)?;
         let (mut top, mut bottom) = (_mm256_setzero_si256(), _mm256_setzero_si256());
         let mut above = _mm256_setzero_si256();
-        for r in sh.v0..sh.v0 + sh.rows {
-            let row = r * stride;
-            let lo = data.get(row + sh.u0[0]..row + sh.u0[0] + 16)?;
-            let hi = data.get(row + sh.u0[1]..row + sh.u0[1] + 16)?;
-            // SAFETY: `lo` and `hi` are 16-byte slices; the loads may be unaligned.
-            let bytes = unsafe { _mm256_loadu2_m128i(hi.as_ptr().cast(), lo.as_ptr().cast()) };
+        let mut row = _mm256_set1_epi16(sh.v0 as i16);
+        for k in 0..sh.rows {
+            let at = k * stride;
+            // SAFETY: `at + lo + 16` and `at + hi + 16` are at most `block.len()` (k < rows);
+            // the loads may be unaligned.
+            let bytes = unsafe {
+                let p = block.as_ptr();
+                _mm256_loadu2_m128i(p.add(at + hi).cast(), p.add(at + lo).cast())
+            };
             let samples = _mm256_shuffle_epi8(bytes, sh.pick);
-            let here = _mm256_cmpeq_epi16(st.v16s, _mm256_set1_epi16(r as i16));
+            let here = _mm256_cmpeq_epi16(st.v16s, row);
             top = _mm256_blendv_epi8(top, samples, here);
             // Windows whose upper row is the previous one take this one as their lower row.
             bottom = _mm256_blendv_epi8(bottom, samples, above);
             above = here;
+            row = _mm256_add_epi16(row, _mm256_set1_epi16(1));
         }
         Some((top, bottom))
     }
