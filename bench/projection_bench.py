@@ -63,12 +63,14 @@ def timed(argv):
 
 
 def ffmpeg_argv(args, layout, frames=None, out=None):
+    """ffmpeg projecting to `layout`, or with layout None the same pipeline with the `null`
+    filter instead of v360 (reading, demuxing and the null output alone)."""
     argv = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
             "-threads", str(args.threads), "-filter_threads", str(args.threads),
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", args.size, "-i", args.input]
     if frames is not None:
         argv += ["-frames:v", str(frames)]
-    argv += ["-vf", f"v360=e:{layout}:interp=linear"]
+    argv += ["-vf", f"v360=e:{layout}:interp=linear" if layout else "null"]
     if out:
         argv += ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-y", out]
     else:
@@ -109,13 +111,16 @@ def measure(args, layout):
     n = args.frames
     hz = os.sysconf("SC_CLK_TCK")
     ticks0, own0, wall0 = machine_ticks(), os.times(), time.monotonic()
-    runs = {"ffmpeg": {"t1": [], "tn": [], "cpu_n": []}, "ours": {"t1": [], "tn": [], "cpu_n": [], "json": []}}
+    runs = {"ffmpeg": {"t1": [], "tn": [], "cpu_n": [], "null_t1": [], "null_tn": []},
+            "ours": {"t1": [], "tn": [], "cpu_n": [], "json": []}}
     for r in range(args.repeat):
         order = ["ffmpeg", "ours"] if r % 2 == 0 else ["ours", "ffmpeg"]
         for tool in order:
             if tool == "ffmpeg":
                 t1, _, _ = timed(ffmpeg_argv(args, layout, frames=1))
                 tn, cpu, _ = timed(ffmpeg_argv(args, layout))
+                runs[tool]["null_t1"].append(timed(ffmpeg_argv(args, None, frames=1))[0])
+                runs[tool]["null_tn"].append(timed(ffmpeg_argv(args, None))[0])
             else:
                 t1, _, _ = timed(ours_argv(args, layout, frames=1))
                 tn, cpu, out = timed(ours_argv(args, layout))
@@ -148,10 +153,17 @@ def measure(args, layout):
             for k in ("output", "map_runs", "map_pixels_per_run", "map_clamped_runs", "map_bytes",
                       "ffmpeg_table_bytes"):
                 d[k] = js[0][k]
+        else:
+            # The filter alone: ffmpeg's per-frame time less that of the same pipeline with the
+            # null filter (reading, demuxing, output).
+            null = derive(statistics.median(rr["null_t1"]), statistics.median(rr["null_tn"]), n)
+            d["pipeline_without_v360_fps"] = null["fps"]
+            d["v360_alone_fps"] = 1.0 / (1.0 / d["fps"] - 1.0 / null["fps"])
         res[tool] = d
     res["ratio_fps"] = res["ours"]["fps"] / res["ffmpeg"]["fps"]
     res["ratio_fps_with_setup"] = res["ours"]["fps_with_setup"] / res["ffmpeg"]["fps_with_setup"]
     res["ratio_fps_best"] = res["ours"]["best"]["fps"] / res["ffmpeg"]["best"]["fps"]
+    res["ratio_kernel_alone"] = res["ours"]["internal"]["fps_project_only"] / res["ffmpeg"]["v360_alone_fps"]
 
     # Quality, on the first frame (untimed): ours against ffmpeg's own output, and the map's
     # coordinate error against the exact per-pixel map.
@@ -197,8 +209,11 @@ def table(result):
         lines.append(f"{'':6} map: {o['map_runs']} runs ({o['map_pixels_per_run']:.1f} px each), "
                      f"{o['map_bytes'] / 1e6:.1f} MB vs ffmpeg's {o['ffmpeg_table_bytes'] / 1e6:.0f} MB; "
                      f"coordinate error max {me['map_error_max_px']:.4f} px, rms {me['map_error_rms_px']:.5f} px; "
-                     f"our set-up {o['internal']['setup_s'] * 1000:.0f} ms, projection alone "
-                     f"{o['internal']['fps_project_only']:.1f} frames/s (internal)")
+                     f"our set-up {o['internal']['setup_s'] * 1000:.0f} ms (internal)")
+        f = r["ffmpeg"]
+        lines.append(f"{'':6} without reading and output: ffmpeg's v360 alone {f['v360_alone_fps']:.1f} frames/s "
+                     f"(its pipeline with -vf null: {f['pipeline_without_v360_fps']:.0f} frames/s), our projection "
+                     f"alone {o['internal']['fps_project_only']:.1f} frames/s: {r['ratio_kernel_alone']:.2f}x")
     lines.append(f"machine busy before: {result['machine_busy_before_pct']}")
     return "\n".join(lines)
 

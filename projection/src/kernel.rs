@@ -296,7 +296,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::SrcPlane;
-    use crate::map::{Run, position};
+    use crate::map::Run;
 
     /// Whether every byte offset into the plane fits the gathers' `i32` offsets.
     pub fn fits(s: &SrcPlane<'_>) -> bool {
@@ -305,10 +305,8 @@ mod avx2 {
 
     /// Asks for the source lines a run will read (its first and last windows, both rows).
     pub fn prefetch(run: &Run, s: &SrcPlane<'_>, bytes: usize) {
-        let last = f32::from(run.len - 1);
-        for k in [0.0, last] {
-            let (pu, pv) = (position(&run.u, k), position(&run.v, k));
-            let at = (pv >> 8).max(0) as usize * s.stride + bytes * (pu >> 8).max(0) as usize;
+        let [u0, v0, u1, v1] = run.ends.map(usize::from);
+        for at in [v0 * s.stride + bytes * u0, v1 * s.stride + bytes * u1] {
             for off in [at, at + s.stride] {
                 let p = s.data.as_ptr().wrapping_add(off).cast::<i8>();
                 // SAFETY: a prefetch is a hint: it never faults, whatever the address.

@@ -10,8 +10,8 @@
 //! more points (the middles of the thirds, where a cubic's error peaks) are within
 //! [`FIT_TOLERANCE`]; otherwise it is halved, down to runs of 4 pixels or fewer, which a cubic
 //! fits exactly. Near the poles, where longitude turns fast, runs get short; elsewhere they are
-//! [`RUN_MAX`] long: 40 bytes for 64 pixels. On a 3840x1920 source the c3x2 map is 5.9 MB
-//! (ffmpeg's tables: 166 MB), the EAC one 7.7 MB (ffmpeg: 249 MB), both planes.
+//! [`RUN_MAX`] long: 48 bytes for 64 pixels. On a 3840x1920 source the c3x2 map is 7.1 MB
+//! (ffmpeg's tables: 166 MB), the EAC one 9.3 MB (ffmpeg: 249 MB), both planes.
 //!
 //! Runs are stored band by band ([`BAND_ROWS`] output rows), and within a band tile column by
 //! tile column, row by row: the kernel walks the output in `RUN_MAX x BAND_ROWS` tiles, so the
@@ -59,6 +59,9 @@ pub(crate) struct Run {
     pub flags: u16,
     pub u: [f32; 4],
     pub v: [f32; 4],
+    /// Source column and row of the first and the last pixel's window (clamped to the plane),
+    /// for prefetching: `[u_first, v_first, u_last, v_last]`.
+    pub ends: [u16; 4],
 }
 
 /// The position, in 1/256 pixel, of pixel `k` (as `f32`) of a run with coefficients `c`.
@@ -308,7 +311,16 @@ fn fit_run(g: &Sampler, line: Line, n: u32, runs: &mut Vec<Run>) {
         flags: 0,
         u: fit_u.coefficients(),
         v: fit_v.coefficients(),
+        ends: [0; 4],
     };
+    let window = |k: u32| {
+        let k = k as f32;
+        let (pu, pv) = (position(&run.u, k), position(&run.v, k));
+        let clamp = |p: i32, size: u32| (p >> WEIGHT_BITS).clamp(0, size as i32 - 1) as u16;
+        (clamp(pu, g.geometry.src_w), clamp(pv, g.geometry.src_h))
+    };
+    let ((u0, v0), (u1, v1)) = (window(0), window(n - 1));
+    run.ends = [u0, v0, u1, v1];
     // The kernel's fast path reads columns ui, ui + 1 and rows vi, vi + 1 unchecked against
     // the edges: flag the run if any pixel would need more.
     let (max_u, max_v) = (g.geometry.src_w as i32 - 2, g.geometry.src_h as i32 - 2);
