@@ -10,7 +10,7 @@
 //! per output pixel), walks the output in tiles, and on x86-64 with AVX2 reads the source
 //! row by row for 16 pixels at a time (module `kernel`). Its source positions are within
 //! 1/190 pixel of ffmpeg's; its output is within a few levels of ffmpeg's (about 68 dB PSNR).
-//! [`reference`] is a per-pixel model of ffmpeg's filter that reproduces its output exactly.
+//! [`reference`](mod@reference) is a per-pixel model of ffmpeg's filter that reproduces its output exactly.
 //!
 //! ```
 //! use projection::{Frame, FrameMut, Interp, Layout, PixelFormat, Projector, packed_len};
