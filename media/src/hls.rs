@@ -31,12 +31,10 @@ use crate::flv::{
     AacPacketType, AudioTag, FrameType, SoundFormat, VideoCodec, VideoPacketType, VideoTag,
 };
 use crate::playlist::SegmentRef;
+pub use crate::timeline::OUTPUT_START_90K;
+use crate::timeline::{Timeline, Track};
 use crate::ts::TsMuxer;
 
-/// Output timeline origin: the first frame's DTS, in 90 kHz ticks (10 s). Leaves room for the
-/// PCR offset and for audio that starts slightly before the first key frame.
-pub const OUTPUT_START_90K: u64 = 900_000;
-const OUTPUT_START_MS: i64 = 10_000;
 /// How long one stream may run ahead while the other is expected but silent before its frames
 /// are released anyway (milliseconds of that stream's own timestamps).
 const INTERLEAVE_WAIT_MS: u64 = 1_000;
@@ -166,12 +164,6 @@ impl StreamInfo {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Track {
-    Video,
-    Audio,
-}
-
 /// A frame waiting in the reorder buffer; timestamps on the output timeline, 90 kHz.
 #[derive(Debug)]
 struct Frame {
@@ -183,27 +175,6 @@ struct Frame {
     epoch: u64,
     /// Annex B access unit, or one ADTS frame.
     data: Vec<u8>,
-}
-
-/// Maps one stream's input timestamps (ms, 32-bit, may wrap or jump) onto the output timeline.
-#[derive(Debug, Clone, Default)]
-struct StreamClock {
-    last_in: Option<u32>,
-    last_out_ms: i64,
-    /// Last positive input step, ms; the frame duration estimate.
-    last_step_ms: i64,
-    epoch: u64,
-    /// Last DTS handed out, 90 kHz, to keep the stream strictly increasing.
-    last_dts: Option<u64>,
-}
-
-/// Signed difference `a - b` of two 32-bit millisecond timestamps, modulo 2^32.
-fn ts_diff(a: u32, b: u32) -> i64 {
-    i64::from(a.wrapping_sub(b) as i32)
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn ticks(d: Duration) -> u64 {
@@ -236,12 +207,7 @@ pub struct LiveSegmenter {
     sps: Option<SpsInfo>,
     asc: Option<AudioSpecificConfig>,
     asc_raw: Vec<u8>,
-    video_clock: StreamClock,
-    audio_clock: StreamClock,
-    /// Newest epoch handed out.
-    epoch: u64,
-    /// Largest output timestamp handed out so far (ms).
-    max_out_ms: i64,
+    timeline: Timeline,
     vq: VecDeque<Frame>,
     aq: VecDeque<Frame>,
     /// Track set of the current muxer; `None` until the first frame is released.
@@ -261,6 +227,7 @@ pub struct LiveSegmenter {
 impl LiveSegmenter {
     pub fn new(config: SegmenterConfig) -> Self {
         let next_sequence = config.first_sequence;
+        let timeline = Timeline::new(config.jump_threshold, config.backward_tolerance);
         LiveSegmenter {
             config,
             avc: None,
@@ -268,10 +235,7 @@ impl LiveSegmenter {
             sps: None,
             asc: None,
             asc_raw: Vec::new(),
-            video_clock: StreamClock::default(),
-            audio_clock: StreamClock::default(),
-            epoch: 0,
-            max_out_ms: OUTPUT_START_MS,
+            timeline,
             vq: VecDeque::new(),
             aq: VecDeque::new(),
             muxer: None,
@@ -393,7 +357,7 @@ impl LiveSegmenter {
         // is still packaged.
         self.sps = cfg.sps_info().ok();
         if self.avc.is_some() {
-            self.bump_epoch(Track::Video);
+            self.timeline.bump_epoch(Track::Video);
         }
         self.avc = Some(cfg);
         self.avc_raw = record.to_vec();
@@ -410,24 +374,11 @@ impl LiveSegmenter {
         let asc = AudioSpecificConfig::parse(asc_bytes)?;
         asc.adts_header(0)?;
         if self.asc.is_some() {
-            self.bump_epoch(Track::Audio);
+            self.timeline.bump_epoch(Track::Audio);
         }
         self.asc = Some(asc);
         self.asc_raw = asc_bytes.to_vec();
         Ok(())
-    }
-
-    fn bump_epoch(&mut self, track: Track) {
-        self.epoch += 1;
-        let epoch = self.epoch;
-        self.clock_mut(track).epoch = epoch;
-    }
-
-    fn clock_mut(&mut self, track: Track) -> &mut StreamClock {
-        match track {
-            Track::Video => &mut self.video_clock,
-            Track::Audio => &mut self.audio_clock,
-        }
     }
 
     /// Queues one AVC access unit: `avcc` holds length-prefixed NAL units, `dts_ms` is the
@@ -449,7 +400,7 @@ impl LiveSegmenter {
             return Ok(Vec::new());
         }
         let keyframe = keyframe || info.has_idr;
-        let (dts, epoch) = self.map_timestamp(Track::Video, dts_ms);
+        let (dts, epoch) = self.timeline.map(Track::Video, dts_ms);
         // A negative composition offset would put PTS before DTS; treat it as 0.
         let pts = dts + u64::from(cts_ms.max(0).unsigned_abs()) * 90;
         self.vq.push_back(Frame {
@@ -479,7 +430,7 @@ impl LiveSegmenter {
         let mut data = Vec::with_capacity(header.len() + raw.len());
         data.extend_from_slice(&header);
         data.extend_from_slice(raw);
-        let (dts, epoch) = self.map_timestamp(Track::Audio, ts_ms);
+        let (dts, epoch) = self.timeline.map(Track::Audio, ts_ms);
         self.aq.push_back(Frame {
             dts,
             pts: dts,
@@ -501,63 +452,6 @@ impl LiveSegmenter {
         }
         self.next_discontinuity = true;
         std::mem::take(&mut self.ready)
-    }
-
-    /// Maps an input timestamp onto the output timeline; returns (DTS in 90 kHz, epoch).
-    fn map_timestamp(&mut self, track: Track, t: u32) -> (u64, u64) {
-        let forward = millis(self.config.jump_threshold);
-        let backward = millis(self.config.backward_tolerance);
-        let (me, other) = match track {
-            Track::Video => (&self.video_clock, &self.audio_clock),
-            Track::Audio => (&self.audio_clock, &self.video_clock),
-        };
-        let gap = if me.last_step_ms > 0 {
-            me.last_step_ms.min(1_000)
-        } else if track == Track::Video {
-            33
-        } else {
-            21
-        };
-        let own = me.last_in.map(|l| ts_diff(t, l));
-        // The other stream's clock predicts where this frame belongs when our own cannot
-        // (first frame, or after a gap in this stream alone, or after the other stream
-        // already jumped with the same encoder clock).
-        let via_other = other
-            .last_in
-            .map(|l| ts_diff(t, l))
-            .filter(|d| d.abs() <= forward)
-            .map(|d| (other.last_out_ms + d, other.epoch))
-            .filter(|&(out, _)| me.last_in.is_none() || out >= me.last_out_ms - backward);
-        let (out, epoch, step) = match (own, via_other) {
-            (Some(d), _) if d >= -backward && d <= forward => (me.last_out_ms + d, me.epoch, d),
-            (_, Some((out, epoch))) => (out, epoch.max(me.epoch), 0),
-            (None, None) => match other.last_in {
-                // First frame of this stream, far from the other stream: align to "now".
-                Some(_) => (other.last_out_ms, other.epoch, 0),
-                None => (OUTPUT_START_MS, self.epoch, 0),
-            },
-            (Some(_), None) => {
-                self.epoch += 1;
-                (self.max_out_ms + gap, self.epoch, 0)
-            }
-        };
-        let out = out.max(0);
-        self.max_out_ms = self.max_out_ms.max(out);
-        let clock = self.clock_mut(track);
-        clock.last_in = Some(t);
-        clock.last_out_ms = out;
-        clock.epoch = epoch;
-        if step > 0 {
-            clock.last_step_ms = step;
-        }
-        let mut dts = (out as u64).saturating_mul(90);
-        if let Some(last) = clock.last_dts
-            && dts <= last
-        {
-            dts = last + 1;
-        }
-        clock.last_dts = Some(dts);
-        (dts, epoch)
     }
 
     /// True while frames of `track` are expected, so the other stream should wait for them.
@@ -754,8 +648,8 @@ impl LiveSegmenter {
     fn frame_ticks(&self, track: Track) -> u64 {
         match track {
             Track::Video => {
-                if self.video_clock.last_step_ms > 0 {
-                    self.video_clock.last_step_ms as u64 * 90
+                if let Some(step_ms) = self.timeline.video_step_ms() {
+                    step_ms * 90
                 } else {
                     match self.sps.as_ref().and_then(|s| s.frame_rate) {
                         Some(fps) if fps >= 1.0 => (90_000.0 / fps) as u64,
