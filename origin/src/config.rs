@@ -15,8 +15,13 @@ pub struct OriginConfig {
     pub rtmp_listen: SocketAddr,
     /// Address the HTTP server (HLS, player page, API, metrics) listens on.
     pub http_listen: SocketAddr,
-    /// RTMP application name publishers must use: `rtmp://HOST/APP/NAME`.
+    /// The default RTMP application: `rtmp://HOST/APP/NAME`, packaged as classic MPEG-TS HLS
+    /// unless `[origin.applications.APP]` says otherwise.
     pub app: String,
+    /// More applications, or other settings for `app`, by name (`[origin.applications.NAME]`).
+    /// Publishes are accepted on `app` and on every application listed here; stream names are
+    /// one namespace across all of them.
+    pub applications: BTreeMap<String, ApplicationConfig>,
     /// Folder for recordings in progress and the upload spool.
     pub data_dir: PathBuf,
     /// Listen for RTMP on a non-loopback address without any publish authorisation.
@@ -43,6 +48,7 @@ impl Default for OriginConfig {
             rtmp_listen: SocketAddr::from(([127, 0, 0, 1], 1935)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             app: "live".into(),
+            applications: BTreeMap::new(),
             data_dir: PathBuf::from("data"),
             allow_open_publish: false,
             idle_timeout: Duration::from_secs(10),
@@ -72,6 +78,138 @@ pub struct PublishConfig {
     /// The callback's answer must arrive within this time, or the publish is rejected.
     #[serde(with = "millis")]
     pub on_publish_timeout: Duration,
+}
+
+/// How the streams of one RTMP application are packaged for HLS.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApplicationConfig {
+    /// `"ts"`: classic HLS with MPEG-TS segments (every player; `[origin.hls]` sets its
+    /// timing). `"ll-hls"`: low-latency HLS (RFC 8216bis) with CMAF parts, preload hints and
+    /// blocking playlist reload.
+    pub hls: HlsFormat,
+    /// LL-HLS: the longest a part may be (`PART-TARGET`), milliseconds.
+    #[serde(with = "millis")]
+    pub part_target: Duration,
+    /// LL-HLS: segments are cut on the first keyframe after this duration, milliseconds.
+    #[serde(with = "millis")]
+    pub segment_target: Duration,
+}
+
+impl Default for ApplicationConfig {
+    fn default() -> Self {
+        Self {
+            hls: HlsFormat::Ts,
+            part_target: Duration::from_millis(334),
+            segment_target: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The HLS flavour of an application.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum HlsFormat {
+    #[serde(rename = "ts")]
+    Ts,
+    #[serde(rename = "ll-hls")]
+    LlHls,
+}
+
+impl HlsFormat {
+    pub fn label(self) -> &'static str {
+        match self {
+            HlsFormat::Ts => "ts",
+            HlsFormat::LlHls => "ll-hls",
+        }
+    }
+}
+
+/// A configuration the origin refuses to start with.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error(
+        "[origin.applications.{app}]: part_target ({part:?}) must be shorter than segment_target ({segment:?}); \
+         use about a sixth of it, e.g. part_target = 334 with segment_target = 2000"
+    )]
+    PartNotShorterThanSegment {
+        app: String,
+        part: Duration,
+        segment: Duration,
+    },
+    #[error(
+        "[origin.applications.{app}]: part_target ({part:?}) is below the 50 ms minimum; players cannot fetch parts that fast"
+    )]
+    PartTooShort { app: String, part: Duration },
+    #[error(
+        "[origin.applications.{app}]: segment_target ({segment:?}) is longer than [origin.hls] max_fragment ({max:?}); raise max_fragment or shorten the segments"
+    )]
+    SegmentLongerThanMax {
+        app: String,
+        segment: Duration,
+        max: Duration,
+    },
+    #[error(
+        "application name {0:?} is not usable in rtmp://HOST/APP/NAME: use letters, digits, '-', '_' or '.'"
+    )]
+    BadApplicationName(String),
+}
+
+impl OriginConfig {
+    /// The packaging of application `name`, or `None` when publishes to it are refused.
+    pub fn application(&self, name: &str) -> Option<ApplicationConfig> {
+        match self.applications.get(name) {
+            Some(app) => Some(app.clone()),
+            None if name == self.app => Some(ApplicationConfig::default()),
+            None => None,
+        }
+    }
+
+    /// Every application publishes are accepted on, sorted.
+    pub fn application_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.applications.keys().map(String::as_str).collect();
+        if !self.applications.contains_key(&self.app) {
+            names.push(&self.app);
+        }
+        names.sort_unstable();
+        names
+    }
+
+    /// Checks what serde cannot: relations between settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, app) in &self.applications {
+            let usable = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !usable {
+                return Err(ConfigError::BadApplicationName(name.clone()));
+            }
+            if app.hls != HlsFormat::LlHls {
+                continue;
+            }
+            if app.part_target < Duration::from_millis(50) {
+                return Err(ConfigError::PartTooShort {
+                    app: name.clone(),
+                    part: app.part_target,
+                });
+            }
+            if app.part_target >= app.segment_target {
+                return Err(ConfigError::PartNotShorterThanSegment {
+                    app: name.clone(),
+                    part: app.part_target,
+                    segment: app.segment_target,
+                });
+            }
+            if app.segment_target > self.hls.max_fragment {
+                return Err(ConfigError::SegmentLongerThanMax {
+                    app: name.clone(),
+                    segment: app.segment_target,
+                    max: self.hls.max_fragment,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for PublishConfig {
@@ -105,6 +243,8 @@ pub struct HlsConfig {
     /// After the publisher stops, the final playlist and segments stay this long.
     #[serde(with = "secs")]
     pub linger: Duration,
+    /// LL-HLS: most blocking playlist and part requests waiting at once; more get 503.
+    pub max_blocked_requests: usize,
 }
 
 impl Default for HlsConfig {
@@ -114,6 +254,7 @@ impl Default for HlsConfig {
             max_fragment: Duration::from_secs(10),
             window: 6,
             linger: Duration::from_secs(60),
+            max_blocked_requests: 10_000,
         }
     }
 }
@@ -188,6 +329,75 @@ mod tests {
     fn an_unknown_key_is_an_error_that_names_it() {
         let err = toml::from_str::<OriginConfig>("[hls]\nwindoww = 3\n").unwrap_err();
         assert!(err.to_string().contains("windoww"), "{err}");
+    }
+
+    #[test]
+    fn applications_choose_their_hls_flavour_and_the_default_app_stays_ts() {
+        let cfg: OriginConfig = toml::from_str(
+            "[applications.low]\nhls = \"ll-hls\"\npart_target = 250\nsegment_target = 1500\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let low = cfg.application("low").unwrap();
+        assert_eq!(low.hls, HlsFormat::LlHls);
+        assert_eq!(low.part_target, Duration::from_millis(250));
+        assert_eq!(low.segment_target, Duration::from_millis(1500));
+        assert_eq!(cfg.application("live").unwrap().hls, HlsFormat::Ts);
+        assert!(cfg.application("other").is_none());
+        assert_eq!(cfg.application_names(), ["live", "low"]);
+
+        let cfg: OriginConfig = toml::from_str("[applications.live]\nhls = \"ll-hls\"\n").unwrap();
+        cfg.validate().unwrap();
+        let live = cfg.application("live").unwrap();
+        assert_eq!(
+            live.hls,
+            HlsFormat::LlHls,
+            "the default app can switch to LL-HLS"
+        );
+        assert_eq!(live.part_target, Duration::from_millis(334));
+        assert_eq!(live.segment_target, Duration::from_secs(2));
+        assert_eq!(cfg.application_names(), ["live"]);
+    }
+
+    #[test]
+    fn bad_application_settings_are_refused_with_what_to_change() {
+        let err = toml::from_str::<OriginConfig>("[applications.x]\nhls = \"dash\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown variant `dash`"), "{err}");
+        assert!(err.to_string().contains("`ll-hls`"), "{err}");
+
+        let cfg: OriginConfig = toml::from_str(
+            "[applications.x]\nhls = \"ll-hls\"\npart_target = 2000\nsegment_target = 2000\n",
+        )
+        .unwrap();
+        let err = cfg.validate().unwrap_err();
+        assert!(matches!(err, ConfigError::PartNotShorterThanSegment { .. }));
+        assert!(err.to_string().contains("[origin.applications.x]"), "{err}");
+
+        let cfg: OriginConfig =
+            toml::from_str("[applications.x]\nhls = \"ll-hls\"\npart_target = 10\n").unwrap();
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::PartTooShort { .. })
+        ));
+
+        let cfg: OriginConfig = toml::from_str(
+            "[hls]\nmax_fragment = 4000\n[applications.x]\nhls = \"ll-hls\"\nsegment_target = 6000\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::SegmentLongerThanMax { .. })
+        ));
+
+        let cfg: OriginConfig = toml::from_str("[applications.\"a/b\"]\n").unwrap();
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::BadApplicationName(_))
+        ));
+
+        let err =
+            toml::from_str::<OriginConfig>("[applications.x]\npart_targe = 300\n").unwrap_err();
+        assert!(err.to_string().contains("part_targe"), "{err}");
     }
 
     #[test]

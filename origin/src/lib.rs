@@ -47,6 +47,8 @@ pub struct Origin {
     pub recording_dir: PathBuf,
     /// Work that must finish before the process exits (moving recordings into the spool).
     pub tasks: tokio_util::task::TaskTracker,
+    /// Permits for LL-HLS requests that wait for media (`max_blocked_requests`).
+    pub blocked: Arc<tokio::sync::Semaphore>,
 }
 
 /// Refuses an open publish point on a reachable address: only the operator may publish.
@@ -71,6 +73,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     check_publish_exposure(&config)?;
+    config.validate()?;
     let recording_dir = config.data_dir.join("recordings");
     let spool_dir = config.data_dir.join("spool");
     std::fs::create_dir_all(&recording_dir).with_context(|| {
@@ -110,6 +113,9 @@ pub async fn run(
         spool: spool.clone(),
         recording_dir,
         tasks: tokio_util::task::TaskTracker::new(),
+        blocked: Arc::new(tokio::sync::Semaphore::new(
+            config.hls.max_blocked_requests.max(1),
+        )),
         config,
     });
 

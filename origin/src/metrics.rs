@@ -20,6 +20,13 @@ pub struct Metrics {
     pub publishes_rejected: Counter,
     pub bytes_in: Counter,
     pub segments_written: Counter,
+    /// LL-HLS parts produced.
+    pub parts_written: Counter,
+    /// LL-HLS playlist and part requests waiting right now (blocking reload, preload hints).
+    pub blocked_requests: Gauge,
+    /// Blocked requests answered 503: what they waited for did not come in time, or too many
+    /// were waiting already.
+    pub blocked_requests_failed: Counter,
     pub recordings_finished: Counter,
     pub recordings_failed: Counter,
     pub recordings_uploaded: Counter,
@@ -35,8 +42,10 @@ pub enum RequestKind {
     Master,
     /// `/hls/NAME_src/index.m3u8`
     Playlist,
-    /// `/hls/NAME_src/N.ts`
+    /// `/hls/NAME_src/N.ts`, `N.m4s`, `init-N.mp4`
     Segment,
+    /// `/hls/NAME_src/pN.m4s` (LL-HLS parts)
+    Part,
     /// Everything else: the start page, the API, metrics, health checks, unknown paths.
     Other,
 }
@@ -47,6 +56,7 @@ impl RequestKind {
             RequestKind::Master => "master",
             RequestKind::Playlist => "playlist",
             RequestKind::Segment => "segment",
+            RequestKind::Part => "part",
             RequestKind::Other => "other",
         }
     }
@@ -75,6 +85,7 @@ pub struct HttpRequests {
     master: Counter,
     playlist: Counter,
     segment: Counter,
+    part: Counter,
     other: Counter,
 }
 
@@ -86,6 +97,7 @@ impl Default for HttpRequests {
             master: handle(RequestKind::Master),
             playlist: handle(RequestKind::Playlist),
             segment: handle(RequestKind::Segment),
+            part: handle(RequestKind::Part),
             other: handle(RequestKind::Other),
             family,
         }
@@ -98,6 +110,7 @@ impl HttpRequests {
             RequestKind::Master => &self.master,
             RequestKind::Playlist => &self.playlist,
             RequestKind::Segment => &self.segment,
+            RequestKind::Part => &self.part,
             RequestKind::Other => &self.other,
         };
         counter.inc();
@@ -144,6 +157,17 @@ impl Metrics {
             "Live HLS segments produced",
             m.segments_written,
         );
+        registry.register("parts_written", "LL-HLS parts produced", m.parts_written);
+        registry.register(
+            "blocked_requests",
+            "LL-HLS playlist and part requests waiting for media",
+            m.blocked_requests,
+        );
+        registry.register(
+            "blocked_requests_failed",
+            "LL-HLS blocked requests answered 503 (timed out, or too many waiting)",
+            m.blocked_requests_failed,
+        );
         registry.register(
             "recordings_finished",
             "Recording files finalised",
@@ -171,7 +195,7 @@ impl Metrics {
         );
         registry.register(
             "http_requests",
-            "HTTP requests received, by kind (master, playlist, segment, other)",
+            "HTTP requests received, by kind (master, playlist, segment, part, other)",
             m.http_requests.family,
         );
         let mut out = String::new();
@@ -188,7 +212,7 @@ mod tests {
     fn http_requests_are_counted_by_kind_and_every_kind_is_exposed_from_the_start() {
         let metrics = Metrics::default();
         let text = metrics.render();
-        for kind in ["master", "playlist", "segment", "other"] {
+        for kind in ["master", "playlist", "segment", "part", "other"] {
             let line = format!("spherecast_origin_http_requests_total{{kind=\"{kind}\"}} 0\n");
             assert!(text.contains(&line), "{line} missing from:\n{text}");
         }

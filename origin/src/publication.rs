@@ -1,17 +1,22 @@
-//! One publish session of a stream: checks codecs, feeds the live HLS segmenter and the
-//! recorder, and hands the finished recording to the upload spool.
+//! One publish session of a stream: checks codecs, feeds the live packaging (the MPEG-TS
+//! segmenter, or the LL-HLS front end and packager, as the application says) and the recorder,
+//! and hands the finished recording to the upload spool.
 //!
 //! The recorder and the segmenter are independent: a recording that fails (disk full) stops
 //! cleanly while live HLS goes on.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use media::flv::{AudioTag, SoundFormat, VideoCodec, VideoTag};
+use media::llhls::units::{TagUnits, Unit};
+use media::llhls::{Event, Packager, PackagerConfig};
 use tracing::{debug, error, info, warn};
 
 use crate::Origin;
+use crate::config::{ApplicationConfig, HlsFormat};
 use crate::record::{FinishedRecording, RecordError, Recorder};
 use crate::streams::{LiveStream, MediaInfo};
 
@@ -31,13 +36,62 @@ enum Recording {
     Failed,
 }
 
+/// The live packaging of a publication.
+enum Live {
+    Ts(Box<media::hls::LiveSegmenter>),
+    Ll(Box<LlLive>),
+}
+
+/// What a tag became: MPEG-TS segments, or access units for the LL-HLS packager.
+enum Out {
+    Ts(Vec<media::hls::Segment>),
+    Ll(Vec<Unit>),
+}
+
+/// LL-HLS: the tag front end, the packager (made once the tracks are known) and the bitrate
+/// measured on its output.
+struct LlLive {
+    units: TagUnits,
+    config: PackagerConfig,
+    packager: Option<Packager>,
+    /// Bytes and 90 kHz ticks of the open segment's parts.
+    open: (u64, u64),
+    /// Bytes and ticks of recent complete segments, newest last.
+    recent: VecDeque<(u64, u64)>,
+    window: usize,
+    master_set: bool,
+}
+
+impl LlLive {
+    fn stream_info(&self) -> media::hls::StreamInfo {
+        let mut info = self.units.stream_info();
+        let min_ticks = self.config.segment_target.as_millis() as u64 * 90 / 2;
+        let measured: Vec<(u64, u64)> = if self.recent.is_empty() {
+            vec![self.open]
+        } else {
+            self.recent.iter().copied().collect()
+        };
+        let (bytes, ticks) = measured
+            .iter()
+            .fold((0, 0), |(b, t), &(sb, st)| (b + sb, t + st));
+        info.average_bitrate_bps = (ticks > 0).then(|| bytes * 8 * 90_000 / ticks);
+        info.peak_bitrate_bps = measured
+            .iter()
+            .filter(|&&(_, t)| t > 0 && t >= min_ticks)
+            .map(|&(b, t)| b * 8 * 90_000 / t)
+            .max()
+            .or(info.average_bitrate_bps);
+        info
+    }
+}
+
 pub struct Publication {
     pub stream: Arc<LiveStream>,
     /// Where the stream's name is claimed; released by `finish`, or by `drop` if a panic
     /// unwinds past the connection, so a name is never held forever.
     streams: crate::streams::Streams,
     released: bool,
-    segmenter: media::hls::LiveSegmenter,
+    live: Live,
     recording: Recording,
     record_enabled: bool,
     segments: u64,
@@ -45,24 +99,43 @@ pub struct Publication {
 }
 
 impl Publication {
-    pub fn new(origin: &Origin, stream: Arc<LiveStream>) -> Self {
+    pub fn new(origin: &Origin, stream: Arc<LiveStream>, application: &ApplicationConfig) -> Self {
         let hls = &origin.config.hls;
-        let segmenter = media::hls::LiveSegmenter::new(media::hls::SegmenterConfig {
-            target_duration: hls.target_duration,
-            max_fragment: hls.max_fragment,
-            window: hls.window,
-            // Segment URIs must never repeat across sessions of one name (they are cached for
-            // 15 minutes): each session numbers its segments from its start in milliseconds.
-            first_sequence: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            ..Default::default()
-        });
+        // Segment URIs must never repeat across sessions of one name (they are cached for
+        // 15 minutes): each session numbers its segments from its start in milliseconds.
+        let first_sequence = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let live = match application.hls {
+            HlsFormat::Ts => Live::Ts(Box::new(media::hls::LiveSegmenter::new(
+                media::hls::SegmenterConfig {
+                    target_duration: hls.target_duration,
+                    max_fragment: hls.max_fragment,
+                    window: hls.window,
+                    first_sequence,
+                    ..Default::default()
+                },
+            ))),
+            HlsFormat::LlHls => Live::Ll(Box::new(LlLive {
+                units: TagUnits::new(),
+                config: PackagerConfig {
+                    part_target: application.part_target,
+                    segment_target: application.segment_target,
+                    max_segment: hls.max_fragment,
+                    first_sequence,
+                },
+                packager: None,
+                open: (0, 0),
+                recent: VecDeque::new(),
+                window: hls.window.max(1),
+                master_set: false,
+            })),
+        };
         Self {
             stream,
             streams: origin.streams.clone(),
             released: false,
-            segmenter,
+            live,
             recording: Recording::Idle,
             record_enabled: origin.config.record.enabled,
             segments: 0,
@@ -91,10 +164,14 @@ impl Publication {
             }
         }
         self.record(origin, |r| r.write_video(ts_ms, &data));
-        match self.segmenter.push_video_tag(ts_ms, &tag) {
-            Ok(segments) => self.publish(origin, segments),
-            Err(e) => self.bad_tag("video", &e),
-        }
+        let out = match &mut self.live {
+            Live::Ts(segmenter) => segmenter.push_video_tag(ts_ms, &tag).map(Out::Ts),
+            Live::Ll(ll) => ll
+                .units
+                .push_video_tag(ts_ms, &tag, SystemTime::now())
+                .map(Out::Ll),
+        };
+        self.deliver(origin, "video", out);
         Ok(())
     }
 
@@ -116,18 +193,116 @@ impl Publication {
             });
         }
         self.record(origin, |r| r.write_audio(ts_ms, &data));
-        match self.segmenter.push_audio_tag(ts_ms, &tag) {
-            Ok(segments) => self.publish(origin, segments),
-            Err(e) => self.bad_tag("audio", &e),
-        }
+        let out = match &mut self.live {
+            Live::Ts(segmenter) => segmenter.push_audio_tag(ts_ms, &tag).map(Out::Ts),
+            Live::Ll(ll) => ll
+                .units
+                .push_audio_tag(ts_ms, &tag, SystemTime::now())
+                .map(Out::Ll),
+        };
+        self.deliver(origin, "audio", out);
         Ok(())
+    }
+
+    fn deliver(
+        &mut self,
+        origin: &Origin,
+        kind: &str,
+        out: Result<Out, media::hls::SegmenterError>,
+    ) {
+        match out {
+            Ok(Out::Ts(segments)) => self.publish(origin, segments),
+            Ok(Out::Ll(units)) => self.package(origin, units),
+            Err(e) => self.bad_tag(kind, &e),
+        }
+    }
+
+    /// Feeds access units to the LL-HLS packager, made when the tracks are first announced.
+    fn package(&mut self, origin: &Origin, units: Vec<Unit>) {
+        let Live::Ll(ll) = &mut self.live else {
+            return;
+        };
+        let mut events = Vec::new();
+        for unit in units {
+            match unit {
+                Unit::Tracks(tracks) => match ll.packager.as_mut() {
+                    Some(packager) => events.extend(packager.reconfigure(tracks)),
+                    None => ll.packager = Some(Packager::new(ll.config.clone(), tracks)),
+                },
+                Unit::Video(frame) => {
+                    if let Some(packager) = ll.packager.as_mut() {
+                        events.extend(packager.push_video(frame));
+                    }
+                }
+                Unit::Audio(frame) => {
+                    if let Some(packager) = ll.packager.as_mut() {
+                        events.extend(packager.push_audio(frame));
+                    }
+                }
+            }
+        }
+        self.publish_ll(origin, events);
+    }
+
+    /// Hands packager output to the stream and keeps the master playlist and the bitrate
+    /// current.
+    fn publish_ll(&mut self, origin: &Origin, events: Vec<Event>) {
+        let Live::Ll(ll) = &mut self.live else {
+            return;
+        };
+        if events.is_empty() {
+            return;
+        }
+        let mut master_due = !ll.master_set;
+        for event in &events {
+            match event {
+                Event::Part(part) => {
+                    origin.metrics.parts_written.inc();
+                    ll.open.0 += part.data.len() as u64;
+                    ll.open.1 += part.duration_90k;
+                }
+                Event::SegmentEnd(_) => {
+                    origin.metrics.segments_written.inc();
+                    self.segments += 1;
+                    ll.recent.push_back(std::mem::take(&mut ll.open));
+                    while ll.recent.len() > ll.window {
+                        ll.recent.pop_front();
+                    }
+                    master_due = true;
+                }
+                _ => {}
+            }
+        }
+        let has_parts = events.iter().any(|e| matches!(e, Event::Part(_)));
+        if let Some(rendition) = &self.stream.ll {
+            rendition.apply(events);
+        }
+        if master_due && (has_parts || ll.master_set) {
+            ll.master_set = true;
+            let info = ll.stream_info();
+            set_info(&self.stream, &info);
+            self.stream
+                .set_master_playlist(master_playlist(&self.stream.name, &info));
+        }
     }
 
     /// Ends the session: the last segment and `#EXT-X-ENDLIST`, the recording finalised and
     /// handed to the upload spool.
     pub async fn finish(mut self, origin: &Origin) {
-        let last = self.segmenter.finish();
-        self.publish(origin, last);
+        match &mut self.live {
+            Live::Ts(segmenter) => {
+                let last = segmenter.finish();
+                self.publish(origin, last);
+            }
+            Live::Ll(ll) => {
+                let last = ll
+                    .packager
+                    .as_mut()
+                    .map(Packager::finish)
+                    .unwrap_or_default();
+                self.publish_ll(origin, last);
+            }
+        }
         origin.streams.release(&self.stream);
         self.released = true;
         if self.segments == 0 {
@@ -161,17 +336,11 @@ impl Publication {
         if segments.is_empty() {
             return;
         }
-        let info = self.segmenter.stream_info();
-        self.stream.set_info(MediaInfo {
-            video_codec: info.video.as_ref().map(|v| v.codec.clone()),
-            audio_codec: info.audio.as_ref().map(|a| a.codec.clone()),
-            width: info.video.as_ref().and_then(|v| v.resolution).map(|r| r.0),
-            height: info.video.as_ref().and_then(|v| v.resolution).map(|r| r.1),
-            frame_rate: info.video.as_ref().and_then(|v| v.frame_rate),
-            audio_sample_rate: info.audio.as_ref().map(|a| a.sample_rate),
-            audio_channels: info.audio.as_ref().and_then(|a| a.channels),
-            bitrate: info.average_bitrate_bps,
-        });
+        let Live::Ts(segmenter) = &self.live else {
+            return;
+        };
+        let info = segmenter.stream_info();
+        set_info(&self.stream, &info);
         let master = master_playlist(&self.stream.name, &info);
         for segment in segments {
             self.segments += 1;
@@ -263,6 +432,20 @@ impl Drop for Publication {
             self.streams.release(&self.stream);
         }
     }
+}
+
+/// Publishes what the packager knows about the media for the streams API.
+fn set_info(stream: &LiveStream, info: &media::hls::StreamInfo) {
+    stream.set_info(MediaInfo {
+        video_codec: info.video.as_ref().map(|v| v.codec.clone()),
+        audio_codec: info.audio.as_ref().map(|a| a.codec.clone()),
+        width: info.video.as_ref().and_then(|v| v.resolution).map(|r| r.0),
+        height: info.video.as_ref().and_then(|v| v.resolution).map(|r| r.1),
+        frame_rate: info.video.as_ref().and_then(|v| v.frame_rate),
+        audio_sample_rate: info.audio.as_ref().map(|a| a.sample_rate),
+        audio_channels: info.audio.as_ref().and_then(|a| a.channels),
+        bitrate: info.average_bitrate_bps,
+    });
 }
 
 /// The master playlist: one variant, the source, with what the SPS and the

@@ -1,9 +1,13 @@
 //! The registry of live streams and what HTTP serves for each: the master playlist, the media
-//! playlist of the source rendition and its segments, all in memory.
+//! playlist of the source rendition and its segments (MPEG-TS), or its LL-HLS rendition (init
+//! segments, parts, segments), all in memory.
 //!
-//! Invariants: at most one publisher per name; a segment stays downloadable for one more
-//! window after it leaves the playlist; an ended stream keeps its final playlist (with
-//! `#EXT-X-ENDLIST`) for the configured linger time, then the reaper drops it.
+//! Invariants: at most one publisher per name, whatever the application; a segment stays
+//! downloadable for one more window after it leaves the playlist; an ended stream keeps its
+//! final playlist (with `#EXT-X-ENDLIST`) for the configured linger time, then the reaper
+//! drops it. An LL-HLS rendition announces every change of its position on a watch channel,
+//! so blocked playlist and part requests wake without polling, and all of them wake when the
+//! stream ends.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,7 +15,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use media::llhls::{Event, Position, Window, WindowConfig};
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -41,10 +47,119 @@ struct Hls {
     master_playlist: Option<Bytes>,
 }
 
+/// How a stream is packaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packaging {
+    /// Classic HLS with MPEG-TS segments.
+    Ts,
+    /// Low-latency HLS with this window.
+    LlHls(WindowConfig),
+}
+
+/// The LL-HLS rendition of a stream: its window, the playlist rendered from it, and the
+/// position blocked requests wait on.
+#[derive(Debug)]
+pub struct LlRendition {
+    part_target: Duration,
+    state: RwLock<LlState>,
+    position: watch::Sender<Position>,
+}
+
+#[derive(Debug)]
+struct LlState {
+    window: Window,
+    /// Rendered after every change; `None` until the first part.
+    playlist: Option<Bytes>,
+}
+
+impl LlRendition {
+    fn new(config: WindowConfig) -> Self {
+        LlRendition {
+            part_target: config.part_target,
+            state: RwLock::new(LlState {
+                window: Window::new(config),
+                playlist: None,
+            }),
+            position: watch::Sender::new(Position::default()),
+        }
+    }
+
+    /// Applies the packager's output, re-renders the playlist, then wakes the waiters.
+    pub fn apply(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let position = {
+            let mut state = self.state.write().expect("ll lock");
+            for event in events {
+                state.window.apply(event);
+            }
+            state.render()
+        };
+        self.position.send_replace(position);
+    }
+
+    /// The stream ended: the playlist gets `#EXT-X-ENDLIST` and every waiter wakes.
+    fn end(&self) {
+        let position = {
+            let mut state = self.state.write().expect("ll lock");
+            state.window.end();
+            state.render()
+        };
+        self.position.send_replace(position);
+    }
+
+    pub fn playlist(&self) -> Option<Bytes> {
+        self.state.read().expect("ll lock").playlist.clone()
+    }
+
+    pub fn position(&self) -> Position {
+        *self.position.borrow()
+    }
+
+    /// A receiver that sees every later position.
+    pub fn subscribe(&self) -> watch::Receiver<Position> {
+        self.position.subscribe()
+    }
+
+    /// `EXT-X-PART-INF:PART-TARGET`.
+    pub fn part_target(&self) -> Duration {
+        self.part_target
+    }
+
+    /// `EXT-X-TARGETDURATION`, seconds.
+    pub fn target_duration(&self) -> Duration {
+        Duration::from_secs(self.state.read().expect("ll lock").window.target_duration())
+    }
+
+    pub fn init(&self, id: u64) -> Option<Bytes> {
+        self.state.read().expect("ll lock").window.init(id)
+    }
+
+    pub fn segment(&self, msn: u64) -> Option<Bytes> {
+        self.state.read().expect("ll lock").window.segment(msn)
+    }
+
+    pub fn part(&self, number: u64) -> Option<Bytes> {
+        self.state.read().expect("ll lock").window.part(number)
+    }
+}
+
+impl LlState {
+    fn render(&mut self) -> Position {
+        if !self.window.is_empty() {
+            self.playlist = Some(Bytes::from(self.window.render(&[])));
+        }
+        self.window.position()
+    }
+}
+
 /// One stream name's live state. Shared by its publisher (writer) and HTTP (readers).
 #[derive(Debug)]
 pub struct LiveStream {
     pub name: String,
+    /// The LL-HLS rendition; `None` for MPEG-TS streams.
+    pub ll: Option<LlRendition>,
     pub started_at: SystemTime,
     started: Instant,
     hls: RwLock<Hls>,
@@ -57,7 +172,7 @@ pub struct LiveStream {
 }
 
 impl LiveStream {
-    fn new(name: String, window: usize, target_duration: Duration) -> Self {
+    fn new(name: String, window: usize, target_duration: Duration, packaging: Packaging) -> Self {
         let hls = Hls {
             window: media::playlist::LiveWindow::new(
                 window.max(1),
@@ -67,8 +182,13 @@ impl LiveStream {
             media_playlist: None,
             master_playlist: None,
         };
+        let ll = match packaging {
+            Packaging::Ts => None,
+            Packaging::LlHls(config) => Some(LlRendition::new(config)),
+        };
         Self {
             name,
+            ll,
             started_at: SystemTime::now(),
             started: Instant::now(),
             hls: RwLock::new(hls),
@@ -110,6 +230,11 @@ impl LiveStream {
         }
     }
 
+    /// Sets the master playlist (LL-HLS streams set it as their bitrate becomes known).
+    pub fn set_master_playlist(&self, master: Bytes) {
+        self.hls.write().expect("hls lock").master_playlist = Some(master);
+    }
+
     /// Adds a finished segment and rebuilds the playlists readers get.
     pub fn push_segment(&self, segment: media::hls::Segment, master: Bytes) {
         let mut hls = self.hls.write().expect("hls lock");
@@ -131,6 +256,10 @@ impl LiveStream {
         let mut hls = self.hls.write().expect("hls lock");
         if !hls.data.is_empty() {
             hls.media_playlist = Some(Bytes::from(hls.window.render(true)));
+        }
+        drop(hls);
+        if let Some(ll) = &self.ll {
+            ll.end();
         }
     }
 
@@ -184,8 +313,9 @@ impl Streams {
         }
     }
 
-    /// Reserves `name` for a new publisher. An ended stream of the same name is replaced.
-    pub fn claim(&self, name: &str) -> Result<Arc<LiveStream>, AlreadyLive> {
+    /// Reserves `name` for a new publisher, whatever its application. An ended stream of the
+    /// same name is replaced.
+    pub fn claim(&self, name: &str, packaging: Packaging) -> Result<Arc<LiveStream>, AlreadyLive> {
         let mut map = self.inner.write().expect("streams lock");
         if let Some(existing) = map.get(name)
             && existing.is_publishing()
@@ -196,6 +326,7 @@ impl Streams {
             name.to_string(),
             self.window,
             self.target_duration,
+            packaging,
         ));
         if map.insert(name.to_string(), stream.clone()).is_none() {
             self.metrics.live_streams.inc();
@@ -272,7 +403,7 @@ mod tests {
     #[test]
     fn a_segment_stays_downloadable_for_one_window_after_it_leaves_the_playlist() {
         let streams = registry();
-        let stream = streams.claim("cam").unwrap();
+        let stream = streams.claim("cam", Packaging::Ts).unwrap();
         for seq in 0..6 {
             stream.push_segment(segment(seq, false), Bytes::from_static(b"#EXTM3U\n"));
         }
@@ -295,9 +426,9 @@ mod tests {
     #[test]
     fn ending_a_stream_appends_endlist_and_frees_the_name_for_a_new_publisher() {
         let streams = registry();
-        let stream = streams.claim("cam").unwrap();
+        let stream = streams.claim("cam", Packaging::Ts).unwrap();
         assert!(
-            streams.claim("cam").is_err(),
+            streams.claim("cam", Packaging::Ts).is_err(),
             "a second publisher got a live name"
         );
         stream.push_segment(segment(0, false), Bytes::new());
@@ -305,7 +436,7 @@ mod tests {
         let playlist = String::from_utf8(stream.media_playlist().unwrap().to_vec()).unwrap();
         assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
         let again = streams
-            .claim("cam")
+            .claim("cam", Packaging::Ts)
             .expect("an ended name can be published again");
         assert!(!Arc::ptr_eq(&again, &stream));
     }
@@ -313,8 +444,8 @@ mod tests {
     #[test]
     fn ended_streams_are_reaped_after_their_linger_time_and_live_ones_never() {
         let streams = registry();
-        let ended = streams.claim("old").unwrap();
-        let _live = streams.claim("live").unwrap();
+        let ended = streams.claim("old", Packaging::Ts).unwrap();
+        let _live = streams.claim("live", Packaging::Ts).unwrap();
         streams.release(&ended);
         assert_eq!(streams.reap(Duration::from_secs(60)), 0);
         assert_eq!(streams.reap(Duration::ZERO), 1);
@@ -325,7 +456,7 @@ mod tests {
     #[test]
     fn a_discontinuity_leaving_the_window_bumps_the_discontinuity_sequence() {
         let streams = registry();
-        let stream = streams.claim("cam").unwrap();
+        let stream = streams.claim("cam", Packaging::Ts).unwrap();
         stream.push_segment(segment(0, false), Bytes::new());
         stream.push_segment(segment(1, true), Bytes::new());
         for seq in 2..5 {

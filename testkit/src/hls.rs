@@ -127,6 +127,104 @@ pub fn parse_media(text: &str) -> Media {
     media
 }
 
+/// One `#EXT-X-PART` of a low-latency media playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlPart {
+    /// Media sequence number of the segment it belongs to.
+    pub msn: u64,
+    /// Position in that segment, from 0.
+    pub index: u32,
+    pub duration: f64,
+    pub uri: String,
+    pub independent: bool,
+}
+
+/// A low-latency (RFC 8216bis) media playlist: segments with their sequence numbers, parts,
+/// the preload hint and the server-control attributes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LlMedia {
+    pub media_sequence: u64,
+    pub target_duration: Option<u64>,
+    pub part_target: Option<f64>,
+    /// `EXT-X-SERVER-CONTROL` attributes.
+    pub server_control: HashMap<String, String>,
+    /// (media sequence number, EXTINF seconds, URI).
+    pub segments: Vec<(u64, f64, String)>,
+    pub parts: Vec<LlPart>,
+    /// `EXT-X-PRELOAD-HINT` URI.
+    pub preload_hint: Option<String>,
+    /// `EXT-X-MAP` URIs in order.
+    pub maps: Vec<String>,
+    /// `EXT-X-PROGRAM-DATE-TIME` values in order.
+    pub program_date_times: Vec<String>,
+    pub ended: bool,
+}
+
+impl LlMedia {
+    /// The newest part as (msn, index in its segment).
+    pub fn last_part(&self) -> Option<(u64, u32)> {
+        self.parts.last().map(|p| (p.msn, p.index))
+    }
+
+    /// Media sequence number of the last segment listed, the one still growing included.
+    pub fn last_msn(&self) -> u64 {
+        let complete = self.media_sequence + self.segments.len() as u64;
+        match self.parts.last() {
+            Some(p) if p.msn == complete => complete,
+            _ => complete.saturating_sub(1),
+        }
+    }
+}
+
+pub fn parse_ll_media(text: &str) -> LlMedia {
+    let mut media = LlMedia::default();
+    let mut duration = None;
+    let mut index = 0u32;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let msn = media.media_sequence + media.segments.len() as u64;
+        if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            media.media_sequence = v.parse().unwrap_or(0);
+        } else if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            media.target_duration = v.parse().ok();
+        } else if let Some(v) = line.strip_prefix("#EXT-X-PART-INF:") {
+            media.part_target = attributes(v)
+                .get("PART-TARGET")
+                .and_then(|t| t.parse().ok());
+        } else if let Some(v) = line.strip_prefix("#EXT-X-SERVER-CONTROL:") {
+            media.server_control = attributes(v);
+        } else if let Some(v) = line.strip_prefix("#EXT-X-PART:") {
+            let a = attributes(v);
+            media.parts.push(LlPart {
+                msn,
+                index,
+                duration: a
+                    .get("DURATION")
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(f64::NAN),
+                uri: a.get("URI").cloned().unwrap_or_default(),
+                independent: a.get("INDEPENDENT").is_some_and(|v| v == "YES"),
+            });
+            index += 1;
+        } else if let Some(v) = line.strip_prefix("#EXT-X-PRELOAD-HINT:") {
+            media.preload_hint = attributes(v).get("URI").cloned();
+        } else if let Some(v) = line.strip_prefix("#EXT-X-MAP:") {
+            media.maps.extend(attributes(v).get("URI").cloned());
+        } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            media.program_date_times.push(v.to_string());
+        } else if line == "#EXT-X-ENDLIST" {
+            media.ended = true;
+        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+            duration = v.split(',').next().and_then(|d| d.parse::<f64>().ok());
+        } else if !line.starts_with('#') {
+            media
+                .segments
+                .push((msn, duration.take().unwrap_or(f64::NAN), line.to_string()));
+            index = 0;
+        }
+    }
+    media
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,6 +76,11 @@ impl Spherecast {
         format!("rtmp://{}/live/{name}", self.rtmp)
     }
 
+    /// Publish URL of `name` in RTMP application `app`.
+    pub fn rtmp_app_url(&self, app: &str, name: &str) -> String {
+        format!("rtmp://{}/{app}/{name}", self.rtmp)
+    }
+
     pub fn http_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }

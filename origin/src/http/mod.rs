@@ -3,13 +3,14 @@
 //! Hot paths (playlists and segments) clone a `Bytes` under a read lock and use static header
 //! values, so a request costs no copy of the media and no allocation for headers.
 
+mod llhls;
 mod page;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -66,12 +67,15 @@ async fn master_playlist(State(origin): State<Arc<Origin>>, Path(file): Path<Str
 async fn variant_file(
     State(origin): State<Arc<Origin>>,
     Path((variant, file)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     // Counted by the shape of the name, before it is resolved: a request for a segment that
     // is not (or no longer) there still reached the origin as a segment request.
     let kind = if file == "index.m3u8" {
         RequestKind::Playlist
-    } else if file.ends_with(".ts") {
+    } else if file.starts_with('p') && file.ends_with(".m4s") {
+        RequestKind::Part
+    } else if file.ends_with(".ts") || file.ends_with(".m4s") || file.ends_with(".mp4") {
         RequestKind::Segment
     } else {
         RequestKind::Other
@@ -83,6 +87,9 @@ async fn variant_file(
     let Some(stream) = origin.streams.get(name) else {
         return not_found();
     };
+    if let Some(rendition) = &stream.ll {
+        return llhls::serve(&origin, rendition, &file, query.as_deref()).await;
+    }
     if file == "index.m3u8" {
         return match stream.media_playlist() {
             Some(body) => playlist_response(body, &origin),
@@ -157,6 +164,8 @@ pub struct StreamSummary {
     pub playlist: String,
     /// The master playlist exists (the first segment is out): players can start.
     pub ready: bool,
+    /// `ts` (MPEG-TS segments) or `ll-hls` (low-latency HLS with CMAF parts).
+    pub hls: &'static str,
 }
 
 fn summary(stream: &crate::streams::LiveStream) -> StreamSummary {
@@ -173,6 +182,7 @@ fn summary(stream: &crate::streams::LiveStream) -> StreamSummary {
         uptime_secs: (stream.uptime().as_secs_f64() * 10.0).round() / 10.0,
         playlist: format!("/hls/{}.m3u8", stream.name),
         ready: stream.master_playlist().is_some(),
+        hls: if stream.ll.is_some() { "ll-hls" } else { "ts" },
     }
 }
 

@@ -14,7 +14,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::Origin;
 use crate::auth::{Decision, PublishRequest, split_stream_key, validate_stream_name};
+use crate::config::HlsFormat;
 use crate::publication::{MediaError, Publication};
+use crate::streams::Packaging;
 
 /// Largest read per syscall; RTMP chunks are reassembled by the session.
 const READ_BUFFER: usize = 64 * 1024;
@@ -244,10 +246,10 @@ impl Connection<'_> {
                 request_id,
                 app_name,
             } => {
-                if app_name != self.origin.config.app {
+                if self.origin.config.application(&app_name).is_none() {
                     self.closing = Some(ConnError::Refused(format!(
-                        "connect to application {app_name:?} refused; publish to rtmp://HOST/{}/NAME",
-                        self.origin.config.app
+                        "connect to application {app_name:?} refused; publish to rtmp://HOST/APP/NAME with APP one of {:?}",
+                        self.origin.config.application_names()
                     )));
                     return session
                         .reject_request(
@@ -368,12 +370,26 @@ impl Connection<'_> {
                 return Err(("NetStream.Publish.Unauthorized", reason));
             }
         };
-        let stream = self.origin.streams.claim(&name).map_err(|e| {
+        let Some(application) = self.origin.config.application(app) else {
+            return Err((
+                "NetStream.Publish.BadName",
+                format!("unknown application {app:?}"),
+            ));
+        };
+        let packaging = match application.hls {
+            HlsFormat::Ts => Packaging::Ts,
+            HlsFormat::LlHls => Packaging::LlHls(media::llhls::WindowConfig {
+                window: self.origin.config.hls.window,
+                part_target: application.part_target,
+                segment_target: application.segment_target,
+            }),
+        };
+        let stream = self.origin.streams.claim(&name, packaging).map_err(|e| {
             warn!(stream = %name, "Publish refused: the stream is already live.");
             ("NetStream.Publish.BadName", e.to_string())
         })?;
-        info!(stream = %name, "Publish started.");
-        Ok(Publication::new(self.origin, stream))
+        info!(stream = %name, app, hls = application.hls.label(), "Publish started.");
+        Ok(Publication::new(self.origin, stream, &application))
     }
 
     /// Writes with a deadline so a client that stops reading cannot pin the task forever.
