@@ -20,10 +20,11 @@ const browser = await chromium.launch({
     "--autoplay-policy=no-user-gesture-required",
   ],
 });
-let result = { played: false, consoleErrors: [] };
+let result = { played: false, consoleErrors: [], failedRequests: [] };
 try {
   const page = await browser.newPage();
   page.on("console", (msg) => { if (msg.type() === "error") result.consoleErrors.push(msg.text()); });
+  page.on("response", (r) => { if (r.status() >= 400) result.failedRequests.push(`${r.status()} ${r.url()}`); });
   // Same origin as the stream, so nothing depends on CORS here.
   await page.goto(`${origin}/healthz`);
   await page.addScriptTag({ url: `${origin}/static/hls.min.js` });
