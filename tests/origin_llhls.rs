@@ -330,3 +330,42 @@ fn viewers_that_vanish_while_blocked_free_their_waiters_and_the_limit_holds() {
     }
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[test]
+fn a_bad_application_config_stops_the_start_and_says_what_to_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("bad.toml");
+    for (text, expected) in [
+        (
+            "[origin.applications.ll]\nhls = \"ll-hls\"\npart_target = 2000\n",
+            "part_target (2s) must be shorter than segment_target (2s)",
+        ),
+        (
+            "[origin.applications.ll]\nhls = \"dash\"\n",
+            "unknown variant `dash`",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let addrs = testkit::net::free_addrs(2);
+        // `timeout` keeps a server that wrongly starts from hanging the test.
+        let out = std::process::Command::new("timeout")
+            .arg("30")
+            .arg(testkit::up::binary())
+            .arg("up")
+            .arg("--data")
+            .arg(tmp.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .args([
+                "--rtmp",
+                &addrs[0].to_string(),
+                "--http",
+                &addrs[1].to_string(),
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
+        assert!(stderr.contains(expected), "{text}: {stderr}");
+    }
+}
