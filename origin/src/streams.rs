@@ -453,6 +453,50 @@ mod tests {
         assert!(streams.get("live").is_some());
     }
 
+    #[tokio::test]
+    async fn ending_an_ll_stream_wakes_its_waiters_with_the_final_playlist() {
+        use media::llhls::{AudioFrame, Packager, PackagerConfig, Tracks};
+        let streams = registry();
+        let config = WindowConfig {
+            window: 3,
+            part_target: Duration::from_millis(334),
+            segment_target: Duration::from_secs(2),
+        };
+        let stream = streams.claim("ll", Packaging::LlHls(config)).unwrap();
+        let asc = media::aac::AudioSpecificConfig::parse(&[0x11, 0x90]).unwrap();
+        let tracks = Tracks {
+            video: None,
+            audio: Some(media::fmp4::AudioParams::new(&asc, &[0x11, 0x90])),
+        };
+        let mut packager = Packager::new(PackagerConfig::default(), tracks);
+        let rendition = stream.ll.as_ref().unwrap();
+        for n in 0..100u64 {
+            rendition.apply(packager.push_audio(AudioFrame {
+                dts: 900_000 + n * 1_920,
+                data: Bytes::from_static(&[0x21, 0]),
+                received: SystemTime::now(),
+            }));
+        }
+        let position = rendition.position();
+        assert!(!position.ended);
+        let mut waiter = rendition.subscribe();
+        let far = position.last_msn().unwrap() + 2;
+        let woken = tokio::spawn(async move {
+            waiter
+                .wait_for(|p| p.ended || p.satisfies(far, None))
+                .await
+                .map(|p| p.ended)
+        });
+        tokio::task::yield_now().await;
+        assert!(!woken.is_finished(), "nothing satisfied it yet");
+        rendition.apply(packager.finish());
+        streams.release(&stream);
+        assert_eq!(woken.await.unwrap().ok(), Some(true));
+        let playlist = String::from_utf8(rendition.playlist().unwrap().to_vec()).unwrap();
+        assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
+        assert!(!playlist.contains("PRELOAD-HINT"), "{playlist}");
+    }
+
     #[test]
     fn a_discontinuity_leaving_the_window_bumps_the_discontinuity_sequence() {
         let streams = registry();
