@@ -12,6 +12,7 @@ use std::time::Duration;
 use testkit::clip;
 use testkit::hls::{LlMedia, parse_ll_media};
 use testkit::http::{get, metric, wait_until};
+use testkit::rtmp::RawPublisher;
 use testkit::up::Spherecast;
 
 /// `spherecast up` with application `ll` on LL-HLS (and `live`, the default, on MPEG-TS).
@@ -368,4 +369,57 @@ fn a_bad_application_config_stops_the_start_and_says_what_to_change() {
         assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
         assert!(stderr.contains(expected), "{text}: {stderr}");
     }
+}
+
+#[test]
+fn a_stalled_publisher_makes_a_blocked_reload_give_up_with_503_after_three_target_durations() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The default application switched to LL-HLS; the publisher stays connected but silent
+    // for less than the idle timeout.
+    let config = tmp.path().join("spherecast.toml");
+    std::fs::write(
+        &config,
+        "[origin]\nidle_timeout = 30\n[origin.applications.live]\nhls = \"ll-hls\"\n",
+    )
+    .unwrap();
+    let server = Spherecast::up(
+        &tmp.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
+    let tags = clip::sample_tags(tmp.path(), 320, 240, 3.0).unwrap();
+    let mut publisher = RawPublisher::publish_started(server.rtmp, "stall").unwrap();
+    publisher.send_tags(&tags, 0).unwrap();
+    let now = live_playlist(&server, "stall", 1);
+    let (msn, index) = now.last_part().unwrap();
+    let started = std::time::Instant::now();
+    let url = playlist_url(
+        &server,
+        "stall",
+        &format!("?_HLS_msn={msn}&_HLS_part={}", index + 1),
+    );
+    let answer = get(&url);
+    let waited = started.elapsed();
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    assert!(
+        answer.text().contains("three target durations"),
+        "{}",
+        answer.text()
+    );
+    // It waited for the media (no early answer); the bound is 3 x EXT-X-TARGETDURATION.
+    let bound = Duration::from_secs(3 * now.target_duration.unwrap());
+    assert!(
+        waited >= bound,
+        "answered after {waited:?}, before {bound:?}"
+    );
+    let metrics = get(&server.http_url("/metrics")).text();
+    assert_eq!(
+        metric(&metrics, "spherecast_origin_blocked_requests_failed_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, "spherecast_origin_blocked_requests"),
+        Some(0.0)
+    );
+    drop(publisher);
 }
