@@ -235,3 +235,63 @@ fn odd_and_tiny_2_to_1_sources_are_handled() {
     assert!(ladder.renditions.iter().all(|r| r.cubemap.is_none()));
     assert!(!ladder.renditions.is_empty());
 }
+
+/// Runs `videotestsrc ! WxH I420 ! spherecastproject ... ! appsink` for a few frames; returns
+/// the output caps' size, or the bus error.
+fn project_test_frames(width: i32, height: i32, props: &str) -> Result<(i32, i32), String> {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+
+    worker::transcode::init().unwrap();
+    worker::transcode::project::register().unwrap();
+    let description = format!(
+        "videotestsrc num-buffers=3 ! video/x-raw,format=I420,width={width},height={height} ! \
+         spherecastproject {props} ! appsink name=sink sync=false"
+    );
+    let pipeline = gst::parse::launch(&description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSink>()
+        .unwrap();
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| e.to_string())?;
+    let result = match sink.pull_sample() {
+        Ok(sample) => {
+            let caps = sample.caps().unwrap().structure(0).unwrap().to_owned();
+            Ok((
+                caps.get::<i32>("width").unwrap(),
+                caps.get::<i32>("height").unwrap(),
+            ))
+        }
+        Err(_) => {
+            let bus = pipeline.bus().unwrap();
+            let message = bus
+                .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+                .map(|m| match m.view() {
+                    gst::MessageView::Error(e) => format!("{} {:?}", e.error(), e.debug()),
+                    _ => String::new(),
+                })
+                .unwrap_or_else(|| "no error on the bus".to_owned());
+            Err(message)
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+#[test]
+fn the_element_projects_to_the_asked_size_and_refuses_a_frame_that_is_not_2_to_1() {
+    assert_eq!(
+        project_test_frames(256, 128, "layout=c3x2 width=192 height=128"),
+        Ok((192, 128))
+    );
+    // No size: ffmpeg's default for the layout (eac: w x 9h/8).
+    assert_eq!(project_test_frames(256, 128, "layout=eac"), Ok((256, 144)));
+    let err = project_test_frames(320, 240, "layout=eac width=256 height=144").unwrap_err();
+    assert!(err.contains("2:1"), "{err}");
+}
