@@ -444,6 +444,11 @@ async fn transcode(args: TranscodeArgs, shutdown: CancellationToken) -> anyhow::
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     let input = args.input.clone();
     let output = args.output.clone();
+    // The 360 rule looks at the name: the file name here, the key in a worker.
+    let name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = cancel.clone();
     tokio::spawn(async move {
@@ -451,14 +456,21 @@ async fn transcode(args: TranscodeArgs, shutdown: CancellationToken) -> anyhow::
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     let ladder = tokio::task::spawn_blocking(move || {
-        worker::transcode::transcode_file(&settings.worker, &input, &output, &cancel, &mut |p| {
-            let percent = p.percent().map_or("?".to_string(), |v| format!("{v:.0}%"));
-            info!(
-                percent,
-                speed = format!("{:.2}x", p.speed()),
-                "Transcoding."
-            );
-        })
+        worker::transcode::transcode_file(
+            &settings.worker,
+            &name,
+            &input,
+            &output,
+            &cancel,
+            &mut |p| {
+                let percent = p.percent().map_or("?".to_string(), |v| format!("{v:.0}%"));
+                info!(
+                    percent,
+                    speed = format!("{:.2}x", p.speed()),
+                    "Transcoding."
+                );
+            },
+        )
     })
     .await??;
     info!(

@@ -1,7 +1,7 @@
 //! The 360 player in a real headless Chromium (WebGL on SwiftShader): a synthetic cube whose
 //! six faces have known colours is played (a) live from `spherecast up` as equirect and (b) as
-//! VOD cubemap 3x2 and EAC files served over HTTP with the player beside them, as the worker
-//! publishes them. Looking in each direction must show that direction's face colour at the
+//! the real worker's VOD cubemap 3x2 and EAC renditions of a 360 recording, served over HTTP
+//! with the player the worker publishes beside them, the mode taken from its projection.json. Looking in each direction must show that direction's face colour at the
 //! centre of the canvas, and the video's time must advance. Screenshots are kept in
 //! `target/tmp/player-360/`.
 
@@ -261,55 +261,97 @@ impl Drop for StaticServer {
     }
 }
 
-/// A VOD rendition of the pattern in `projection`, as HLS under `dir/NAME/`.
-fn vod(dir: &Path, name: &str, projection: &str) {
-    let source = dir.join(format!("{name}.flv"));
-    make_360_pattern(&source, projection, 128, 8.0).unwrap();
-    let out = dir.join(name);
-    std::fs::create_dir_all(&out).unwrap();
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(&source)
-        .args([
-            "-c",
-            "copy",
-            "-f",
-            "hls",
-            "-hls_time",
-            "2",
-            "-hls_playlist_type",
-            "vod",
-        ])
-        .arg(out.join("index.m3u8"))
-        .status()
+/// Runs the real worker (local buckets, embedded queue) on a 360 recording of the pattern
+/// named `NAME_360-…`, with an EAC and a c3x2 cubemap rung; returns the egress folder, which
+/// then holds the ladder under `cube_360-1731000000/` and the player the worker publishes under
+/// `player/`.
+fn worker_ladder(dir: &Path) -> PathBuf {
+    use cloud::{EmbeddedQueue, LocalStore, ObjectStore, PutOptions, Queue};
+
+    let data = dir.join("data");
+    let source = dir.join("pattern.flv");
+    make_360_pattern(&source, "e", 128, 8.0).unwrap();
+    let key = "cube_360-1731000000.flv";
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
-    assert!(status.success());
+    runtime.block_on(async {
+        let ingress = LocalStore::new(data.join("ingress"), "ingress");
+        let info = ingress
+            .put_file(key, &source, &PutOptions::default())
+            .await
+            .unwrap();
+        let queue = EmbeddedQueue::open(
+            data.join("queue"),
+            cloud::QueueSettings {
+                visibility_timeout: Duration::from_secs(120),
+                max_receive_count: 5,
+            },
+        )
+        .unwrap();
+        queue
+            .send(&cloud::object_created_event(
+                "ingress", key, info.size, &info.etag,
+            ))
+            .await
+            .unwrap();
+    });
+    let config = dir.join("spherecast.toml");
+    std::fs::write(
+        &config,
+        r#"[worker]
+segment_secs = 2
+keyframe_interval_secs = 1
+[[worker.rungs]]
+name = "240p"
+height = 240
+video_kbps = 400
+audio_kbps = 64
+[[worker.immersive.rungs]]
+name = "eac_288"
+layout = "eac"
+height = 288
+video_kbps = 1500
+audio_kbps = 64
+[[worker.immersive.rungs]]
+name = "c3x2_256"
+layout = "c3x2"
+height = 256
+video_kbps = 1500
+audio_kbps = 64
+"#,
+    )
+    .unwrap();
+    let mut worker =
+        testkit::up::Worker::start(&data, &["--config", config.to_str().unwrap()], &[]).unwrap();
+    let egress = data.join("egress");
+    let master = egress.join("cube_360-1731000000/master.m3u8");
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while !master.exists() {
+        assert!(
+            std::time::Instant::now() < deadline && worker.exited().is_none(),
+            "the worker made no ladder:\n{}",
+            worker.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    worker.stop(Duration::from_secs(10)).unwrap();
+    egress
 }
 
 #[test]
-fn vod_cubemap_and_eac_renditions_show_each_face_where_it_belongs() {
+fn the_workers_vod_cubemaps_show_each_face_where_it_belongs() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    vod(root, "c3x2", "c3x2");
-    vod(root, "eac", "eac");
-    // The EAC rendition says what it is in a sidecar; the cubemap one by the page parameter.
-    std::fs::write(root.join("eac/projection.json"), r#"{"projection": "eac"}"#).unwrap();
-    // The player beside the renditions, as it is published with a ladder.
-    let player = root.join("player");
-    std::fs::create_dir_all(&player).unwrap();
-    let web = testkit::repo_root().join("web");
-    for (from, to) in [
-        ("player/index.html", "index.html"),
-        ("player/player.js", "player.js"),
-        ("node_modules/hls.js/dist/hls.min.js", "hls.min.js"),
-    ] {
-        std::fs::copy(web.join(from), player.join(to)).unwrap();
-    }
-    let server = StaticServer::start(root);
+    let egress = worker_ladder(tmp.path());
+    // The player the worker published beside the ladders, served as a bucket would be.
+    assert!(egress.join("player/index.html").exists());
+    let server = StaticServer::start(&egress);
 
+    // No projection parameter: the page reads the worker's projection.json.
     let seen = play(
         &format!(
-            "{}/player/index.html?url=../c3x2/index.m3u8&projection=c3x2",
+            "{}/player/index.html?url=../cube_360-1731000000/c3x2.m3u8",
             server.url
         ),
         &artifacts("vod-c3x2"),
@@ -318,9 +360,13 @@ fn vod_cubemap_and_eac_renditions_show_each_face_where_it_belongs() {
     check(&seen, "c3x2");
 
     let seen = play(
-        &format!("{}/player/index.html?url=../eac/index.m3u8", server.url),
+        &format!(
+            "{}/player/index.html?url=../cube_360-1731000000/eac.m3u8",
+            server.url
+        ),
         &artifacts("vod-eac"),
     );
+    assert_eq!(seen["videoWidth"], 512, "{seen}");
     check(&seen, "eac");
 }
 

@@ -374,3 +374,62 @@ pub fn make_360_pattern(
     }
     Ok(())
 }
+
+/// Luma PSNR (dB, averaged over the frames both have) of `distorted` against `reference` run
+/// through the ffmpeg filter chain `reference_filter` (for example `v360=e:eac:interp=linear`),
+/// measured by ffmpeg's `psnr` filter. Infinite for identical pictures.
+pub fn psnr_luma(
+    distorted: &Path,
+    reference: &Path,
+    reference_filter: &str,
+) -> anyhow::Result<f64> {
+    require("ffmpeg")?;
+    let graph = format!(
+        "[1:v]{reference_filter},format=yuv420p[ref];[0:v]format=yuv420p[dis];[dis][ref]psnr"
+    );
+    let output = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(distorted)
+        .arg("-i")
+        .arg(reference)
+        .args(["-filter_complex", &graph, "-f", "null", "-"])
+        .output()
+        .context("running ffmpeg")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!("ffmpeg psnr failed: {stderr}");
+    }
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("PSNR y:"))
+        .with_context(|| format!("no PSNR line in ffmpeg's output: {stderr}"))?;
+    let value = line
+        .split("PSNR y:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .context("no y value")?;
+    if value == "inf" {
+        return Ok(f64::INFINITY);
+    }
+    value
+        .parse()
+        .with_context(|| format!("PSNR y value {value:?} in {line:?}"))
+}
+
+/// Re-encodes `input` with ffmpeg `args` (between `-i input` and `out`), for making bad or
+/// unusual sources (10-bit, odd sizes) from a test pattern.
+pub fn reencode(input: &Path, args: &[&str], out: &Path) -> anyhow::Result<()> {
+    require("ffmpeg")?;
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(input)
+        .args(args)
+        .arg(out)
+        .status()
+        .context("running ffmpeg")?;
+    if !status.success() {
+        bail!("ffmpeg could not write {}", out.display());
+    }
+    Ok(())
+}

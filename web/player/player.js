@@ -398,15 +398,21 @@ video.addEventListener("timeupdate", () => {
   statusBox.textContent = `${view.mode} · ${video.videoWidth}x${video.videoHeight} · ${video.currentTime.toFixed(1)} s`;
 });
 
-// The projection: the parameter wins; else `projection.json` beside the playlist
-// ({"projection": "equirect" | "c3x2" | "eac" | "flat"}); else flat.
+// The projection: the parameter wins; else `projection.json` beside the playlist, which the
+// worker writes for 360 sources: `playlists[<file name>].projection` for the master being
+// played (master.m3u8 = equirect, eac.m3u8 = eac, c3x2.m3u8 = c3x2), else its top-level
+// `projection` ("equirect" | "c3x2" | "eac" | "flat"); else flat.
 async function projectionFor(url) {
   const given = params.get("projection");
   if (given) return given;
   try {
-    const response = await fetch(new URL("projection.json", new URL(url, location.href)));
+    const playlist = new URL(url, location.href);
+    const response = await fetch(new URL("projection.json", playlist));
     if (!response.ok) return "flat";
     const sidecar = await response.json();
+    const file = decodeURIComponent(playlist.pathname.split("/").pop());
+    const entry = sidecar.playlists && sidecar.playlists[file];
+    if (entry && typeof entry.projection === "string") return entry.projection;
     return typeof sidecar.projection === "string" ? sidecar.projection : "flat";
   } catch {
     return "flat";

@@ -50,6 +50,8 @@ pub struct WorkerConfig {
     /// instances itself when the scaler lowers its capacity.
     pub scale_in_protection: bool,
     pub spot: SpotConfig,
+    /// Cubemap renditions for 360 sources (`[worker.immersive]`).
+    pub immersive: crate::immersive::ImmersiveConfig,
 }
 
 /// One rung of the video ladder.
@@ -154,6 +156,7 @@ impl Default for WorkerConfig {
             idle_command: Vec::new(),
             scale_in_protection: false,
             spot: SpotConfig::default(),
+            immersive: crate::immersive::ImmersiveConfig::default(),
         }
     }
 }
@@ -173,7 +176,7 @@ impl Default for SpotConfig {
 #[error("invalid [worker] configuration: {0}")]
 pub struct ConfigError(String);
 
-const PRESETS: &[&str] = &[
+pub(crate) const PRESETS: &[&str] = &[
     "ultrafast",
     "superfast",
     "veryfast",
@@ -263,6 +266,8 @@ impl WorkerConfig {
                 ));
             }
         }
+        let flat_names: Vec<&str> = self.rungs.iter().map(|r| r.name.as_str()).collect();
+        crate::immersive::validate(&self.immersive, &flat_names).map_err(ConfigError)?;
         Ok(())
     }
 

@@ -193,7 +193,7 @@ async fn transcode_and_publish(
                 "Transcoding."
             );
         };
-        transcode::transcode_file(&config, &input, &out, &flag, &mut on_progress)
+        transcode::transcode_file(&config, &key, &input, &out, &flag, &mut on_progress)
     })
     .await;
     watcher.abort();

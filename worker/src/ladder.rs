@@ -24,6 +24,9 @@ pub struct PlannedRung {
     pub audio_kbps: u32,
     pub preset: String,
     pub profile: String,
+    /// For a cubemap rendition of a 360 source: the layout, and the equirect size the source
+    /// is scaled to before projecting to `width` x `height`. `None` for a flat rendition.
+    pub cubemap: Option<crate::immersive::PlannedCubemap>,
 }
 
 /// A source between two rungs gets a rung at its own size when it is at least this much taller
@@ -73,7 +76,31 @@ fn sized(rung: &Rung, source: &SourceVideo, height: u32, video_kbps: u32) -> Pla
         audio_kbps: rung.audio_kbps,
         preset: rung.preset.clone(),
         profile: rung.profile.clone(),
+        cubemap: None,
     }
+}
+
+/// The cubemap rungs of a 360 source as rungs to encode (see [`crate::immersive::plan`]).
+pub fn plan_cubemaps(
+    rungs: &[crate::immersive::CubemapRung],
+    source: &SourceVideo,
+) -> Vec<PlannedRung> {
+    crate::immersive::plan(rungs, source)
+        .into_iter()
+        .map(|(rung, cubemap)| {
+            let (width, height) = cubemap.layout.output_size(rung.height);
+            PlannedRung {
+                name: rung.name,
+                width,
+                height,
+                video_kbps: rung.video_kbps,
+                audio_kbps: rung.audio_kbps,
+                preset: rung.preset,
+                profile: rung.profile,
+                cubemap: Some(cubemap),
+            }
+        })
+        .collect()
 }
 
 /// The even width that keeps the source's display aspect ratio at `height`.

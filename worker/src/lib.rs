@@ -5,6 +5,7 @@
 pub mod claim;
 pub mod config;
 pub mod consumer;
+pub mod immersive;
 pub mod job;
 pub mod ladder;
 pub mod metrics;

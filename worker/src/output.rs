@@ -97,6 +97,8 @@ pub async fn publish(
         files.push(r.playlist.clone());
         files.extend(r.iframe_playlist.iter().cloned());
     }
+    // Cubemap masters and the projection sidecar point into the renditions: after them.
+    let extra: Vec<String> = ladder.extra_files.clone();
     let mut uploads = JoinSet::new();
     let mut pending = files.into_iter();
     let mut failure = None;
@@ -132,6 +134,12 @@ pub async fn publish(
     if let Some(err) = failure {
         return Err(err);
     }
+    for file in &extra {
+        let key = format!("{stem}/{file}");
+        let path = out_dir.join(file);
+        let opts = put_options(file);
+        with_retry(|| egress.put_file(&key, &path, &opts), "PutObject").await?;
+    }
 
     let mut opts = put_options(MASTER_PLAYLIST);
     opts.metadata = BTreeMap::from([(SOURCE_ETAG.to_owned(), bare_etag(source_etag).to_owned())]);
@@ -144,6 +152,18 @@ pub async fn publish(
 
     for r in &ladder.renditions {
         remove_stale_segments(egress.as_ref(), stem, &r.name, r.segments.len()).await;
+    }
+    // A source replaced by a flat one (or a cubemap layout dropped from the config) leaves
+    // no cubemap master or sidecar behind that would send a player to the old projection.
+    for file in crate::transcode::TOP_LEVEL_EXTRAS {
+        if !ladder.extra_files.iter().any(|f| f == file) {
+            let key = format!("{stem}/{file}");
+            if let Ok(Some(_)) = egress.head(&key).await
+                && let Err(err) = egress.delete(&key).await
+            {
+                warn!(%key, %err, "Cannot delete a file the previous ladder left.");
+            }
+        }
     }
     Ok(())
 }

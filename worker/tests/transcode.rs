@@ -25,7 +25,15 @@ fn run(
     input: &Path,
     out: &Path,
 ) -> Result<worker::transcode::Ladder, TranscodeError> {
-    transcode_file(config, input, out, &AtomicBool::new(false), &mut |_| {})
+    let name = input.file_name().unwrap().to_string_lossy().into_owned();
+    transcode_file(
+        config,
+        &name,
+        input,
+        out,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
 }
 
 #[test]

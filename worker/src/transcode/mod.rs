@@ -10,10 +10,12 @@ use gstreamer as gst;
 use media::playlist::MasterPlaylist;
 
 use crate::config::WorkerConfig;
+use crate::immersive::{self, CubemapLayout, Sphere};
 use crate::ladder;
 
 mod pipeline;
 mod probe;
+pub mod project;
 
 pub use pipeline::{Progress, RenditionOutput, TranscodePlan, transcode};
 pub use probe::{SourceAudio, SourceInfo, probe};
@@ -89,6 +91,18 @@ const REQUIRED_ELEMENTS: &[&str] = &[
 
 /// The name of the master playlist in an output folder.
 pub const MASTER_PLAYLIST: &str = "master.m3u8";
+/// The projection sidecar written beside the master playlists of a 360 source.
+pub const SIDECAR: &str = "projection.json";
+
+/// Every top-level file a ladder may have besides `master.m3u8`.
+pub const TOP_LEVEL_EXTRAS: &[&str] = &["eac.m3u8", "c3x2.m3u8", SIDECAR];
+
+/// The master playlist of a 360 source's cubemap renditions of one layout: `eac.m3u8`,
+/// `c3x2.m3u8`. Each layout has its own master so a player never switches projection
+/// mid-stream; `master.m3u8` keeps the equirect ladder every 360 player can draw.
+pub fn cubemap_master(layout: CubemapLayout) -> String {
+    format!("{}.m3u8", layout.layout().ffmpeg_name())
+}
 
 /// Audio bitrate used for a source without video when the audio-only rendition is off.
 const AUDIO_ONLY_FALLBACK_KBPS: u32 = 128;
@@ -102,22 +116,45 @@ pub struct Ladder {
     pub master: String,
     /// Source media seconds over wall seconds of the transcode.
     pub speed: f64,
+    /// Whether the source was taken as 360.
+    pub sphere: Sphere,
+    /// Top-level files besides `master.m3u8` (cubemap masters, the projection sidecar),
+    /// relative to the output folder; published before the master playlist.
+    pub extra_files: Vec<String>,
 }
 
-/// Plans the renditions of `source` from the configuration.
+/// Plans the renditions of `source` (called `name`, its key) from the configuration: the flat
+/// ladder, and for a 360 source the cubemap ladder too.
 pub fn plan(
     config: &WorkerConfig,
+    name: &str,
     source: &SourceInfo,
     input: &Path,
     out_dir: &Path,
-) -> Result<TranscodePlan, TranscodeError> {
-    let (rungs, fps) = match &source.video {
+) -> Result<(TranscodePlan, Sphere), TranscodeError> {
+    let (rungs, fps, sphere) = match &source.video {
         Some(video) => {
             let fps = ladder::output_fps(video.fps, config.max_frame_rate);
-            (ladder::plan(&config.rungs, video), fps)
+            let mut rungs = ladder::plan(&config.rungs, video);
+            let sphere = immersive::classify(&config.immersive, name, video);
+            if sphere == Sphere::Equirect {
+                let cubemaps = ladder::plan_cubemaps(&config.immersive.rungs, video);
+                if cubemaps.is_empty() {
+                    tracing::warn!(
+                        width = video.width,
+                        height = video.height,
+                        "A 360 source too small for any cubemap rung (under 32 lines): flat ladder only."
+                    );
+                }
+                rungs.extend(cubemaps);
+            }
+            (rungs, fps, sphere)
         }
-        None => (Vec::new(), (30, 1)),
+        None => (Vec::new(), (30, 1), Sphere::Flat),
     };
+    if let Sphere::NotEquirect { reason } = &sphere {
+        tracing::warn!(%name, "Not making cubemap renditions: {reason}.");
+    }
     let audio_only_kbps = match (source.audio.is_some(), rungs.is_empty()) {
         (false, _) => 0,
         (true, true) if config.audio_only_kbps == 0 => AUDIO_ONLY_FALLBACK_KBPS,
@@ -128,7 +165,7 @@ pub fn plan(
             "the source has a video stream too small for any rung and no audio".to_owned(),
         ));
     }
-    Ok(TranscodePlan {
+    let plan = TranscodePlan {
         input: input.to_owned(),
         out_dir: out_dir.to_owned(),
         rungs,
@@ -142,13 +179,17 @@ pub fn plan(
         audio_only_kbps,
         duration: source.duration,
         progress_interval: Duration::from_secs(config.progress_secs.max(1)),
-    })
+        projection_threads: u32::try_from(config.immersive.threads).unwrap_or(1),
+    };
+    Ok((plan, sphere))
 }
 
-/// Probes `input`, transcodes it into `out_dir` and writes the master playlist last.
-/// Blocking.
+/// Probes `input`, transcodes it into `out_dir` and writes the cubemap masters and the
+/// projection sidecar (for a 360 source), then the master playlist last. `name` is the source's
+/// key (or file name), which the 360 rule looks at. Blocking.
 pub fn transcode_file(
     config: &WorkerConfig,
+    name: &str,
     input: &Path,
     out_dir: &Path,
     cancel: &AtomicBool,
@@ -161,15 +202,44 @@ pub fn transcode_file(
             "Source video has more than 8 bits per component; converting to 8-bit 4:2:0."
         );
     }
-    let plan = plan(config, &source, input, out_dir)?;
+    let (plan, sphere) = plan(config, name, &source, input, out_dir)?;
     let started = std::time::Instant::now();
     let renditions = transcode(&plan, cancel, on_progress)?;
-    let master = master_playlist(&renditions);
-    let path = out_dir.join(MASTER_PLAYLIST);
-    std::fs::write(&path, &master).map_err(|err| TranscodeError::Io {
-        path,
-        message: err.to_string(),
-    })?;
+    let write = |file: &str, text: &str| {
+        let path = out_dir.join(file);
+        std::fs::write(&path, text).map_err(|err| TranscodeError::Io {
+            path,
+            message: err.to_string(),
+        })
+    };
+    let flat: Vec<RenditionOutput> = renditions
+        .iter()
+        .filter(|r| r.cubemap.is_none())
+        .cloned()
+        .collect();
+    let mut extra_files = Vec::new();
+    let mut layouts: Vec<CubemapLayout> = renditions.iter().filter_map(|r| r.cubemap).collect();
+    layouts.dedup();
+    for layout in &layouts {
+        let members: Vec<RenditionOutput> = renditions
+            .iter()
+            .filter(|r| r.cubemap == Some(*layout) || r.facts.resolution.is_none())
+            .cloned()
+            .collect();
+        let file = cubemap_master(*layout);
+        write(&file, &master_playlist(&members))?;
+        extra_files.push(file);
+    }
+    if sphere == Sphere::Equirect {
+        let sidecar = sidecar(&renditions, &layouts);
+        let text = serde_json::to_string_pretty(&sidecar).map_err(|err| {
+            TranscodeError::Pipeline(format!("cannot write the projection sidecar: {err}"))
+        })?;
+        write(SIDECAR, &text)?;
+        extra_files.push(SIDECAR.to_owned());
+    }
+    let master = master_playlist(&flat);
+    write(MASTER_PLAYLIST, &master)?;
     let media_secs = renditions
         .iter()
         .map(|r| r.facts.duration.as_secs_f64())
@@ -179,7 +249,53 @@ pub fn transcode_file(
         renditions,
         master,
         speed: media_secs / started.elapsed().as_secs_f64().max(1e-3),
+        sphere,
+        extra_files,
     })
+}
+
+/// The projection sidecar of a 360 source's ladder.
+fn sidecar(renditions: &[RenditionOutput], layouts: &[CubemapLayout]) -> immersive::Sidecar {
+    let mut playlists = std::collections::BTreeMap::from([(
+        MASTER_PLAYLIST.to_owned(),
+        immersive::PlaylistProjection {
+            projection: "equirect",
+        },
+    )]);
+    for layout in layouts {
+        playlists.insert(
+            cubemap_master(*layout),
+            immersive::PlaylistProjection {
+                projection: immersive::mode_of(*layout),
+            },
+        );
+    }
+    let entries = renditions
+        .iter()
+        .filter_map(|r| {
+            let (width, height) = r.facts.resolution?;
+            Some(match r.cubemap {
+                Some(layout) => {
+                    immersive::cubemap_entry(r.playlist.clone(), layout, (width, height))
+                }
+                None => immersive::RenditionProjection {
+                    playlist: r.playlist.clone(),
+                    projection: "equirect",
+                    layout: None,
+                    face_order: None,
+                    padding: None,
+                    width,
+                    height,
+                },
+            })
+        })
+        .collect();
+    immersive::Sidecar {
+        version: 1,
+        projection: "equirect",
+        playlists,
+        renditions: entries,
+    }
 }
 
 /// Apple's suggested first variant bitrate: players start with the first listed variant.

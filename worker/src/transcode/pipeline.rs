@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! filesrc ! decodebin ─video─ queue ! videoconvert ! videorate ! I420@fps,bt709 ! tee ─┬─ queue ! videoscale ! WxH ! x264enc ! appsink   (per rung)
+//!                                                                                      └─ queue ! videoscale ! equirect WxH ! spherecastproject ! x264enc ! appsink  (per cubemap rung)
 //!                     └audio─ queue ! audioconvert ! audioresample ! audiorate ! 48 kHz stereo ! tee ─┬─ queue ! avenc_aac ! appsink   (per distinct bitrate)
 //! ```
 //!
@@ -25,7 +26,9 @@ use media::vod::{AudioFrame, RenditionFacts, VideoFrame, VodConfig, VodPackager,
 use super::TranscodeError;
 use crate::ladder::PlannedRung;
 
-/// Everything the pipeline needs to know, decided by the job beforehand.
+/// Everything the pipeline needs to know, decided by the job beforehand. Cubemap rungs of a
+/// 360 source are rungs like the others, with `cubemap` set: their branch scales the
+/// equirect picture to the detail the rung carries and projects it (`spherecastproject`).
 #[derive(Debug, Clone)]
 pub struct TranscodePlan {
     pub input: PathBuf,
@@ -44,6 +47,8 @@ pub struct TranscodePlan {
     /// Source duration, for progress.
     pub duration: Option<Duration>,
     pub progress_interval: Duration,
+    /// Threads each cubemap branch's projection may use.
+    pub projection_threads: u32,
 }
 
 /// A progress report.
@@ -90,6 +95,9 @@ pub struct RenditionOutput {
     pub playlist: String,
     /// `NAME/iframes.m3u8`, for video renditions.
     pub iframe_playlist: Option<String>,
+    /// The cubemap layout of a cubemap rendition; `None` for flat (and equirect) video and
+    /// audio.
+    pub cubemap: Option<crate::immersive::CubemapLayout>,
 }
 
 /// What flows from the appsinks to the packaging thread.
@@ -108,6 +116,7 @@ struct RenditionSetup {
     packager: VodPackager,
     frame_rate: Option<f64>,
     segments: Vec<String>,
+    cubemap: Option<crate::immersive::CubemapLayout>,
 }
 
 const AUDIO_RENDITION: &str = "audio";
@@ -148,14 +157,16 @@ pub fn transcode(
         if plan.audio {
             route_audio(rung.audio_kbps, renditions.len());
         }
-        renditions.push(setup(
+        let mut rendition = setup(
             &plan.out_dir,
             &rung.name,
             target_90k,
             true,
             plan.audio,
             Some(fps),
-        )?);
+        )?;
+        rendition.cubemap = rung.cubemap.as_ref().map(|c| c.layout);
+        renditions.push(rendition);
     }
     if plan.audio && plan.audio_only_kbps > 0 {
         route_audio(plan.audio_only_kbps, renditions.len());
@@ -241,6 +252,7 @@ fn setup(
         }),
         frame_rate,
         segments: Vec::new(),
+        cubemap: None,
     })
 }
 
@@ -375,18 +387,36 @@ fn build_video(
         // aliases, 0.984); its cost is small next to x264's.
         scale.set_property_from_str("method", "lanczos");
         scale.set_property("envelope", 3.0f64);
+        // A cubemap rung scales the equirect picture to the detail it carries, then projects.
+        let scaled = match &rung.cubemap {
+            Some(cubemap) => cubemap.equirect,
+            None => (rung.width, rung.height),
+        };
         let size = gst::ElementFactory::make("capsfilter")
             .property(
                 "caps",
                 gst::Caps::builder("video/x-raw")
-                    .field("width", rung.width as i32)
-                    .field("height", rung.height as i32)
+                    .field("width", scaled.0 as i32)
+                    .field("height", scaled.1 as i32)
                     .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
                     .field("colorimetry", COLORIMETRY)
                     .build(),
             )
             .build()
             .map_err(link_err)?;
+        let project = match &rung.cubemap {
+            Some(cubemap) => {
+                super::project::register()
+                    .map_err(|err| TranscodeError::Pipeline(err.to_string()))?;
+                let project = make(super::project::ELEMENT)?;
+                project.set_property("layout", cubemap.layout.layout().ffmpeg_name());
+                project.set_property("width", rung.width);
+                project.set_property("height", rung.height);
+                project.set_property("threads", plan.projection_threads.max(1));
+                Some(project)
+            }
+            None => None,
+        };
         let enc = make("x264enc")?;
         enc.set_property("bitrate", rung.video_kbps);
         enc.set_property_from_str("speed-preset", &rung.preset);
@@ -406,10 +436,14 @@ fn build_video(
             .build();
         sink.set_callbacks(video_callbacks(index, tx.clone()));
         let sink: gst::Element = sink.upcast();
-        pipeline
-            .add_many([&q, &scale, &size, &enc, &sink])
+        let chain: Vec<&gst::Element> = [&q, &scale, &size]
+            .into_iter()
+            .chain(project.as_ref())
+            .chain([&enc, &sink])
+            .collect();
+        pipeline.add_many(chain.iter().copied()).map_err(link_err)?;
+        gst::Element::link_many(std::iter::once(&tee).chain(chain.iter().copied()))
             .map_err(link_err)?;
-        gst::Element::link_many([&tee, &q, &scale, &size, &enc, &sink]).map_err(link_err)?;
     }
     q.static_pad("sink")
         .ok_or_else(|| TranscodeError::Pipeline("queue without a sink pad".into()))
@@ -720,6 +754,7 @@ fn package(
             playlist: format!("{}/index.m3u8", r.name),
             iframe_playlist,
             frame_rate: r.frame_rate,
+            cubemap: r.cubemap,
             segments: r.segments,
             facts,
             name: r.name,
