@@ -148,7 +148,9 @@ fn a_live_origin_keeps_serving_a_viewer_after_thousands_of_clients_connect_and_v
         playlist.segments[0].uri, server.http
     );
     let connected = testkit::net::connect_and_vanish(server.http, 2000, request.as_bytes());
-    assert_eq!(connected, 2000);
+    // A connection storm may overflow the accept queue for a moment (the kernel drops the
+    // SYN and the client retries): nearly all must get through.
+    assert!(connected >= 1900, "{connected} of 2000 connected");
 
     let json = tmp.path().join("report.json");
     let output = loadtest(&[

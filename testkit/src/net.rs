@@ -54,7 +54,7 @@ pub fn connect_and_vanish(addr: SocketAddr, n: usize, request: &[u8]) -> usize {
                     let mut connected = 0;
                     for i in (t..n).step_by(threads) {
                         let Ok(mut stream) =
-                            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
                         else {
                             continue;
                         };
