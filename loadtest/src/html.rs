@@ -91,10 +91,14 @@ fn chart(title: &str, unit: &str, end: f64, lines: &[Line<'_>]) -> String {
         let t = xmax * f64::from(i) / 6.0;
         let _ = write!(
             svg,
-            r#"<text x="{:.1}" y="{}" class="axis" text-anchor="middle">{:.0}s</text>"#,
+            r#"<text x="{:.1}" y="{}" class="axis" text-anchor="middle">{}s</text>"#,
             x(t),
             HEIGHT - 10.0,
-            t
+            if xmax < 12.0 {
+                format!("{t:.1}")
+            } else {
+                format!("{t:.0}")
+            }
         );
     }
     let mut legend_x = WIDTH - RIGHT;

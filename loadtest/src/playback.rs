@@ -23,6 +23,12 @@ impl Playback {
         self.dry_at.is_some()
     }
 
+    /// Media buffered ahead of the play position at `now` (zero before playback starts).
+    pub fn ahead(&self, now: Duration) -> Duration {
+        self.dry_at
+            .map_or(Duration::ZERO, |dry| dry.saturating_sub(now))
+    }
+
     /// `media` of content finished downloading at `now`. Returns the stall it ended, if the
     /// buffer had run dry before it arrived.
     pub fn arrive(&mut self, now: Duration, media: Duration) -> Option<Duration> {
@@ -84,6 +90,8 @@ mod tests {
         // Plays until t=3; segments every 2 s keep it ahead.
         assert_eq!(p.arrive(s(2.9), s(2.0)), None);
         assert_eq!(p.arrive(s(4.9), s(2.0)), None);
+        assert!((p.ahead(s(6.0)).as_secs_f64() - 1.0).abs() < 1e-6);
+        assert_eq!(Playback::default().ahead(s(6.0)), Duration::ZERO);
         assert_eq!(p.leave(s(6.0), false), None);
         assert_eq!((p.stalls, p.stalled), (0, Duration::ZERO));
     }

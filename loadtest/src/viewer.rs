@@ -26,6 +26,9 @@ const MEDIA_RETRY: Duration = Duration::from_millis(500);
 /// Segments from the live edge a player starts at without LL-HLS (hls.js
 /// `liveSyncDurationCount`, and RFC 8216 6.3.3's "at least three target durations").
 const LIVE_EDGE_SEGMENTS: usize = 3;
+/// A player stops downloading this far ahead of its play position (hls.js
+/// `maxBufferLength`); only an ended playlist (VOD, or a viewer far behind) gets there.
+const MAX_BUFFER_AHEAD: Duration = Duration::from_secs(30);
 
 /// The run stopped (deadline or shutdown): the viewer leaves at once.
 #[derive(Debug)]
@@ -348,6 +351,10 @@ impl Viewer {
         let arrived = match self.hinted.remove(&url) {
             Some(at) => Some(at),
             None => {
+                let ahead = self.playback.ahead(self.shared.recorder.now());
+                if ahead > MAX_BUFFER_AHEAD {
+                    self.pause(ahead - MAX_BUFFER_AHEAD).await?;
+                }
                 let timeout = self.shared.config.timeout;
                 let mut arrived = None;
                 for attempt in 0..2 {

@@ -212,7 +212,11 @@ impl LowLatency {
         let ended = available == SEGMENTS * PARTS;
         let first = complete.saturating_sub(4);
         let part = |m: u64, p: u64| {
-            let independent = if p % 2 == 0 { ",INDEPENDENT=YES" } else { "" };
+            let independent = if p.is_multiple_of(2) {
+                ",INDEPENDENT=YES"
+            } else {
+                ""
+            };
             format!("#EXT-X-PART:DURATION={PART_SECS},URI=\"seg{m}.{p}.mp4\"{independent}\n")
         };
         let mut text = format!(
