@@ -106,7 +106,8 @@ def cmd_summary(args):
     for s in servers:
         held = [r for r in records if r["server"] == s and r["held"]]
         best[s] = max(held, key=lambda r: r["viewers"]) if held else None
-    header = f"{'viewers':>8} | " + " | ".join(f"{LABELS[s]:^44}" for s in servers)
+    width = 56
+    header = f"{'viewers':>8} | " + " | ".join(f"{LABELS[s]:^{width}}" for s in servers)
     print(header)
     print("-" * len(header))
     for n in steps:
@@ -114,12 +115,12 @@ def cmd_summary(args):
         for s in servers:
             r = by.get((s, n))
             if r is None:
-                cells.append(f"{'(not run)':^44}")
+                cells.append(f"{'(not run)':^{width}}")
                 continue
             verdict = "held" if r["held"] else f"{r['errors']} err, {r['stalls']} stalls"
             cells.append(
-                f"{verdict:>18} {r['bytes_per_sec'] / 1e6:>5.0f} MB/s p99 {r['segment_ms']['p99']:>5.0f} ms"
-                f" cpu {r['server_cpu_pct']:>3.0f}%"[:44].ljust(44)
+                f"{verdict:>18} {r['bytes_per_sec'] / 1e6:>5.0f} MB/s, p99 {r['segment_ms']['p99']:>5.0f} ms,"
+                f" cpu {r['server_cpu_pct']:>3.0f}%".ljust(width)
             )
         print(f"{n:>8} | " + " | ".join(cells))
     print()
