@@ -145,7 +145,14 @@ impl Viewer {
                 return Ok(true);
             }
             playlist = if playlist.can_block_reload {
-                self.blocking_reload(&media_url, &playlist, cursor).await?
+                let next = self.blocking_reload(&media_url, &playlist, cursor).await?;
+                if next == playlist {
+                    // Nothing new: the server held the request to its limit, or ignores
+                    // `_HLS_msn`. Half a part (or target) duration keeps this from spinning.
+                    let half = playlist.part_target.unwrap_or(playlist.target_duration) / 2.0;
+                    self.pause(Duration::from_secs_f64(half.max(0.05))).await?;
+                }
+                next
             } else {
                 // RFC 8216 6.3.4: a target duration after a load that changed the playlist,
                 // half of one after a load that did not, measured from the load's start.
