@@ -52,6 +52,9 @@ pub enum Command {
     /// Size the worker fleet from the queue: a loop (every `[scaler] interval_secs`), or one
     /// run with `--once` (for cron).
     Scaler(ScalerArgs),
+    /// Load-test a live HLS or LL-HLS URL with virtual viewers that behave like players;
+    /// report latency, errors, throughput and stalls (stderr, JSON, HTML).
+    Loadtest(LoadtestArgs),
 }
 
 /// Flags every long-running service takes.
@@ -172,6 +175,45 @@ pub struct SimulateArgs {
     pub svg_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct LoadtestArgs {
+    /// Master playlist URL (a media playlist URL works too: viewers then skip the variant
+    /// choice).
+    #[arg(long, env = "SPHERECAST_LOADTEST_URL")]
+    pub url: String,
+    /// A named set of viewers, ramp and duration; `jmeter-lab` is the reference
+    /// architecture's lab: 150 viewers, 15 s ramp, 180 s. Flags given as well win.
+    #[arg(long)]
+    pub preset: Option<loadtest::Preset>,
+    /// Virtual viewers (at most 20000) [default: 10].
+    #[arg(long)]
+    pub viewers: Option<u32>,
+    /// Seconds over which viewers join, evenly spaced [default: 0].
+    #[arg(long)]
+    pub ramp: Option<f64>,
+    /// Seconds at full load after the ramp; the run ends by ramp + duration (at most 3600 s
+    /// together) plus a 3 s grace [default: 60].
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Variant choice from the master: `first`, `highest`, `lowest`, or a bandwidth in
+    /// bits/s (the highest variant at or below it, else the lowest).
+    #[arg(long, default_value = "highest")]
+    pub variant: loadtest::VariantPolicy,
+    /// Time limit of one request in seconds, body included (blocking playlist reloads get
+    /// three target durations more).
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Seconds between progress lines on stderr (0: none).
+    #[arg(long, default_value_t = 5.0)]
+    pub progress: f64,
+    /// Write the HTML report (self-contained, with charts) here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the JSON report (totals, per request kind, errors, time series, per viewer).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
 pub fn init_logging(format: &LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -230,6 +272,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Transcode(_) => "Stopping the transcode.",
         Command::Scaler(_) => "Stopping the scaler.",
+        Command::Loadtest(_) => "Stopping the load test and writing its report.",
         _ => {
             "Shutting down: finishing recordings and uploads in progress, handing running jobs \
              back to the queue. Signal again to exit at once."
@@ -262,6 +305,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Transcode(args) => transcode(args, shutdown).await,
         Command::Scaler(args) => run_scaler(args, shutdown).await,
+        Command::Loadtest(args) => run_loadtest(args, shutdown).await,
         Command::Origin(args) => {
             let mut settings = resolve(&args.common)?;
             if let Some(bucket) = args.ingress_bucket {
@@ -271,6 +315,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             origin::run(settings.origin, ingress, shutdown).await
         }
     }
+}
+
+/// Seconds from a flag, refusing what is not a finite, non-negative number.
+fn flag_secs(flag: &str, secs: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| anyhow::anyhow!("--{flag} {secs} is not a number of seconds"))
+}
+
+/// `spherecast loadtest`: virtual viewers against a live HLS URL, then the reports.
+async fn run_loadtest(args: LoadtestArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (viewers, ramp, duration) = args.preset.map_or(
+        (10, Duration::ZERO, Duration::from_secs(60)),
+        loadtest::Preset::values,
+    );
+    let mut config = loadtest::Config::new(
+        args.url,
+        args.viewers.unwrap_or(viewers),
+        match args.ramp {
+            Some(secs) => flag_secs("ramp", secs)?,
+            None => ramp,
+        },
+        match args.duration {
+            Some(secs) => flag_secs("duration", secs)?,
+            None => duration,
+        },
+    );
+    config.variant = args.variant;
+    config.timeout = flag_secs("timeout", args.timeout)?;
+    config.progress = flag_secs("progress", args.progress)?;
+    // The limits are checked before anything is written or connected.
+    config.validate()?;
+    let report = loadtest::run(config, shutdown).await?;
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&report).context("encoding the JSON report")?;
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write the JSON report {}", path.display()))?;
+    }
+    if let Some(path) = &args.report {
+        std::fs::write(path, loadtest::html::render(&report))
+            .with_context(|| format!("cannot write the HTML report {}", path.display()))?;
+    }
+    print!("{}", loadtest::summary_text(&report));
+    Ok(())
 }
 
 /// `spherecast scaler`: the fleet's size from the SQS queue's counters.

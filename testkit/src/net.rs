@@ -39,3 +39,40 @@ pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
         .map(|l| l.local_addr().expect("local addr"))
         .collect()
 }
+
+/// `n` clients that connect to `addr` and vanish, in the three ways players do: close at
+/// once, close halfway through sending `request`, or send all of `request` and close
+/// without reading the answer. Eight threads, one connection each at a time, so the number
+/// open at once stays small. Returns how many connected.
+pub fn connect_and_vanish(addr: SocketAddr, n: usize, request: &[u8]) -> usize {
+    use std::io::Write;
+    let threads = 8;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    let mut connected = 0;
+                    for i in (t..n).step_by(threads) {
+                        let Ok(mut stream) =
+                            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                        else {
+                            continue;
+                        };
+                        connected += 1;
+                        let _ = match i % 3 {
+                            0 => Ok(()),
+                            1 => stream.write_all(&request[..request.len() / 2]),
+                            _ => stream.write_all(request),
+                        };
+                        drop(stream);
+                    }
+                    connected
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a vanishing client thread panicked"))
+            .sum()
+    })
+}
