@@ -17,7 +17,8 @@ CACHE=$BENCH/.cache
 PY=(python3 "$BENCH/bench.py")
 ONLY=${BENCH_ONLY:-both}
 PUBLISHERS=${BENCH_PUBLISHERS:-50}
-RTMP_MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
+# shellcheck source=bench/lib/nginx_rtmp.sh
+. "$BENCH/lib/nginx_rtmp.sh"
 
 die() { echo "bench: $*" >&2; exit 1; }
 
@@ -25,8 +26,7 @@ case "$ONLY" in both|nginx|ours) ;; *) die "BENCH_ONLY must be nginx, ours or bo
 for tool in nginx ffmpeg wrk python3; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found: run scripts/setup.sh"
 done
-[ -f "$RTMP_MODULE" ] || RTMP_MODULE=$(dpkg -L libnginx-mod-rtmp 2>/dev/null | grep 'ngx_rtmp_module\.so$' | head -1 || true)
-[ -n "$RTMP_MODULE" ] && [ -f "$RTMP_MODULE" ] || die "ngx_rtmp_module.so not found: run scripts/setup.sh (libnginx-mod-rtmp)"
+nginx_rtmp_module >/dev/null || die "ngx_rtmp_module.so not found: run scripts/setup.sh (libnginx-mod-rtmp)"
 
 RUN=$(mktemp -d /tmp/spherecast-bench.XXXXXX)
 chmod 755 "$RUN"
@@ -104,66 +104,9 @@ fi
 # 3. Servers.
 
 start_nginx() {
-  local dir=$RUN/nginx user=""
-  mkdir -p "$dir/hls" "$dir/rec" "$dir/tmp" "$dir/logs"
-  # As root, nginx's workers would run as nobody and could not write into the run folder.
-  [ "$(id -u)" -eq 0 ] && user="user root;"
-  cat >"$dir/nginx.conf" <<EOF
-load_module $RTMP_MODULE;
-$user
-worker_processes 1;
-daemon off;
-master_process on;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
-
-events {
-    worker_connections 1024;
-}
-
-rtmp {
-    server {
-        listen 127.0.0.1:${RTMP[nginx]};
-        chunk_size 4000;
-        application live {
-            live on;
-            hls on;
-            hls_path $dir/hls;
-            hls_fragment 2s;
-            hls_playlist_length 12s;
-            record all;
-            record_path $dir/rec;
-            record_unique on;
-        }
-    }
-}
-
-http {
-    access_log off;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    server {
-        listen 127.0.0.1:${HTTP[nginx]};
-        location /hls {
-            types {
-                application/vnd.apple.mpegurl m3u8;
-                video/mp2t ts;
-            }
-            root $dir;
-            add_header Cache-Control no-cache;
-            add_header Access-Control-Allow-Origin *;
-        }
-    }
-}
-EOF
-  nginx -t -q -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
-    || { tail -20 "$dir/logs/error.log" >&2 2>/dev/null; return 1; }
-  nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" >"$dir/logs/stdout.log" 2>&1 &
-  PID[nginx]=$!
-  LOG[nginx]=$dir/logs/error.log
+  start_nginx_rtmp "$RUN/nginx" "${RTMP[nginx]}" "${HTTP[nginx]}" || return 1
+  PID[nginx]=$NGINX_RTMP_PID
+  LOG[nginx]=$NGINX_RTMP_LOG
 }
 
 start_ours() {
