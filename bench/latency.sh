@@ -15,6 +15,8 @@
 #   LATENCY_LLHLS_APP=live     the RTMP application the LL-HLS leg publishes to
 #   LATENCY_SIZE=1280x720  LATENCY_FPS=30  LATENCY_GOP=60   the pushed stream
 #   LATENCY_HLS_CONFIG=JSON    extra hls.js config for every leg (default: none, hls.js defaults)
+#   SPHERECAST_BIN=FILE        the origin binary to measure (default: build target/release/spherecast)
+#   SPHERECAST_CLOCK_BIN=FILE  the clock stream binary (default: build target/release/spherecast-clock)
 #   BENCH_KEEP=1               keep the run folder (configs, logs, every leg's JSON)
 #   BENCH_QUIET_WAIT=120       seconds to wait for other load on the machine to stop first
 set -euo pipefail
@@ -99,12 +101,27 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------------------------
 # 1. Binaries: our origin and the clock stream (testkit's spherecast-clock).
-echo "== building spherecast and spherecast-clock (release, $TARGET)"
-cargo build --release --locked -p spherecast --bin spherecast -p testkit --bin spherecast-clock \
-  || die "cargo build failed"
+BUILD=()
+if [ -n "${SPHERECAST_BIN:-}" ]; then
+  [ -x "$SPHERECAST_BIN" ] || die "SPHERECAST_BIN=$SPHERECAST_BIN is not an executable"
+else
+  SPHERECAST_BIN=$TARGET/release/spherecast
+  BUILD+=(-p spherecast --bin spherecast)
+fi
+if [ -n "${SPHERECAST_CLOCK_BIN:-}" ]; then
+  [ -x "$SPHERECAST_CLOCK_BIN" ] || die "SPHERECAST_CLOCK_BIN=$SPHERECAST_CLOCK_BIN is not an executable"
+else
+  SPHERECAST_CLOCK_BIN=$TARGET/release/spherecast-clock
+  BUILD+=(-p testkit --bin spherecast-clock)
+fi
+if [ ${#BUILD[@]} -gt 0 ]; then
+  echo "== building ${BUILD[*]} (release, $TARGET)"
+  cargo build --release --locked "${BUILD[@]}" || die "cargo build failed"
+fi
 mkdir -p "$RUN/bin"
 # Copies, so that a rebuild by someone else during the run cannot swap them.
-cp "$TARGET/release/spherecast" "$TARGET/release/spherecast-clock" "$RUN/bin/"
+cp "$SPHERECAST_BIN" "$RUN/bin/spherecast"
+cp "$SPHERECAST_CLOCK_BIN" "$RUN/bin/spherecast-clock"
 
 # ---------------------------------------------------------------------------------------------
 # 2. Servers, each on its own free ports.
@@ -135,7 +152,7 @@ start_server() { # leg
   if ! python3 "$BENCH/bench.py" wait-ready --pid "${PID[$leg]}" --rtmp "${RTMP[$leg]}" \
       --http "${HTTP[$leg]}" ${health:+--health "$health"}; then
     echo "bench: $leg failed to start; its log:" >&2
-    tail -30 "${LOG[$leg]}" >&2 || true
+    tail -n 30 "${LOG[$leg]}" >&2 || true
     return 1
   fi
 }
@@ -161,7 +178,7 @@ PUSH_PID=$!
 PUSH_STARTED=$(date +%s)
 for leg in "${LEGS[@]}"; do
   "${PY[@]}" wait-live --url "http://127.0.0.1:${HTTP[$leg]}/hls/$NAME.m3u8" --segments 3 --timeout 60 \
-    || { tail -20 "$RUN/push.log" "${LOG[$leg]}" >&2; die "$leg: the stream did not go live"; }
+    || { tail -n 20 "$RUN/push.log" "${LOG[$leg]}" >&2; die "$leg: the stream did not go live"; }
 done
 sleep $((LEAD - ($(date +%s) - PUSH_STARTED) > 0 ? LEAD - ($(date +%s) - PUSH_STARTED) : 0))
 
@@ -171,7 +188,7 @@ sleep $((LEAD - ($(date +%s) - PUSH_STARTED) > 0 ? LEAD - ($(date +%s) - PUSH_ST
 FAILED=0
 LEG_FILES=()
 for leg in "${LEGS[@]}"; do
-  kill -0 "$PUSH_PID" 2>/dev/null || { tail -20 "$RUN/push.log" >&2; die "the push stopped"; }
+  kill -0 "$PUSH_PID" 2>/dev/null || { tail -n 20 "$RUN/push.log" >&2; die "the push stopped"; }
   flags=()
   [ "$leg" = ours-llhls ] && flags+=(--low-latency)
   [ -n "$HLS_CONFIG" ] && flags+=(--hls-config "$HLS_CONFIG")
@@ -185,7 +202,7 @@ for leg in "${LEGS[@]}"; do
   [ -f "$RUN/$leg.json" ] && LEG_FILES+=("$RUN/$leg.json")
   if ! kill -0 "${PID[$leg]}" 2>/dev/null; then
     echo "bench: $leg exited during the run; its log:" >&2
-    tail -30 "${LOG[$leg]}" >&2 || true
+    tail -n 30 "${LOG[$leg]}" >&2 || true
     FAILED=1
   fi
 done

@@ -91,7 +91,11 @@ pub struct Frame {
 impl Frame {
     /// A grey frame with no code on it.
     pub fn new(width: u32, height: u32) -> anyhow::Result<Frame> {
-        if width < GRID_COLS * 4 || height < GRID_ROWS * 4 || width % 2 != 0 || height % 2 != 0 {
+        if width < GRID_COLS * 4
+            || height < GRID_ROWS * 4
+            || !width.is_multiple_of(2)
+            || !height.is_multiple_of(2)
+        {
             bail!(
                 "a clock frame must be even-sized and at least {}x{} (got {width}x{height})",
                 GRID_COLS * 4,
@@ -283,7 +287,10 @@ pub fn ffmpeg_args(options: &PushOptions, urls: &[String]) -> Vec<String> {
     if let [url] = urls {
         args.extend(["-f".into(), "flv".into(), url.clone()]);
     } else {
-        args.extend(strings(&["-map", "0:v"]));
+        // The tee muxer opens its outputs after the encoders start: the codecs' headers must go
+        // in the extradata (global headers), or the FLV outputs lack the AVC and AAC sequence
+        // headers and servers drop every frame.
+        args.extend(strings(&["-flags", "+global_header", "-map", "0:v"]));
         if options.audio {
             args.extend(strings(&["-map", "1:a"]));
         }
@@ -483,21 +490,23 @@ mod tests {
     }
 
     #[test]
-    fn a_drawn_frame_reads_back_and_a_grey_or_swapped_cell_is_rejected() {
+    fn a_drawn_frame_reads_back_and_a_grey_or_swapped_pair_is_rejected() {
         let mut frame = Frame::new(1280, 720).unwrap();
         assert_eq!(frame.read(), None, "a frame without a code");
         let ms = 1_795_000_000_123;
         frame.draw(ms, 7);
         assert_eq!(frame.read(), Some(ms));
 
-        // One cell grey: its pair has no contrast.
+        // One pair grey (a smudge): too little contrast for the bit to count.
         let mut grey = Frame {
             width: frame.width,
             height: frame.height,
             data: frame.data.clone(),
         };
+        let (col, row) = cell(40);
+        grey.fill_cell(col, row, 110);
         let (col, row) = cell(41);
-        grey.fill_cell(col, row, 126);
+        grey.fill_cell(col, row, 140);
         assert_eq!(grey.read(), None);
 
         // One pair swapped: a valid-looking bit with the wrong value, caught by the CRC.
