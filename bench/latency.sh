@@ -227,6 +227,7 @@ print(json.dumps({
     },
     "versions": {
         "spherecast": sh("'$RUN/bin/spherecast' --version | awk '{print \$2}'"),
+        "spherecastBin": "$SPHERECAST_BIN",
         "git": sh("git rev-parse --short HEAD") + ("" if subprocess.run("git diff --quiet HEAD -- src origin media testkit web Cargo.toml Cargo.lock", shell=True).returncode == 0 else "+changes"),
         "nginx": sh("nginx -v 2>&1 | sed 's/^nginx version: //'"),
         "libnginx-mod-rtmp": sh("dpkg-query -W -f='\${Version}' libnginx-mod-rtmp"),

@@ -70,7 +70,7 @@ const PAGE = `<!doctype html>
 <script type="module">
 import { readClock, BAND_ROWS, GRID_ROWS } from "./clock-code.mjs";
 const state = window.__latency = {
-  samples: [], unreadable: [], errors: [], waiting: 0, firstFrameAt: null, sizes: {},
+  samples: [], unreadable: [], errors: [], waiting: [], firstFrameAt: null, sizes: {},
 };
 const { url, hlsConfig } = JSON.parse(decodeURIComponent(location.hash.slice(1)));
 const video = document.getElementById("video");
@@ -99,7 +99,7 @@ const next = "requestVideoFrameCallback" in HTMLVideoElement.prototype
   : () => requestAnimationFrame((now) => sample(now, null));
 next();
 
-video.addEventListener("waiting", () => { state.waiting++; });
+video.addEventListener("waiting", () => { state.waiting.push(Date.now()); });
 if (!window.Hls || !Hls.isSupported()) {
   state.errors.push("hls.js is not supported in this browser");
 } else {
@@ -193,7 +193,8 @@ if (state) {
   result.unreadable = state.unreadable.filter((t) => t >= from).length;
   result.samplesInWarmup = state.samples.length - kept.length;
   result.unreadableInWarmup = state.unreadable.length - result.unreadable;
-  result.waitingEvents = state.waiting;
+  // Stalls while measuring (the player also waits once while it starts).
+  result.waitingEvents = state.waiting.filter((t) => t >= from).length;
   result.frameSizes = state.sizes;
   result.errors.push(...state.errors);
   if (latencies.length) {
