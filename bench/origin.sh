@@ -17,7 +17,8 @@ CACHE=$BENCH/.cache
 PY=(python3 "$BENCH/bench.py")
 ONLY=${BENCH_ONLY:-both}
 PUBLISHERS=${BENCH_PUBLISHERS:-50}
-RTMP_MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
+# shellcheck source=bench/lib/nginx_rtmp.sh
+. "$BENCH/lib/nginx_rtmp.sh"
 
 die() { echo "bench: $*" >&2; exit 1; }
 
@@ -25,8 +26,7 @@ case "$ONLY" in both|nginx|ours) ;; *) die "BENCH_ONLY must be nginx, ours or bo
 for tool in nginx ffmpeg wrk python3; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found: run scripts/setup.sh"
 done
-[ -f "$RTMP_MODULE" ] || RTMP_MODULE=$(dpkg -L libnginx-mod-rtmp 2>/dev/null | grep 'ngx_rtmp_module\.so$' | head -1 || true)
-[ -n "$RTMP_MODULE" ] && [ -f "$RTMP_MODULE" ] || die "ngx_rtmp_module.so not found: run scripts/setup.sh (libnginx-mod-rtmp)"
+nginx_rtmp_module >/dev/null || die "ngx_rtmp_module.so not found: run scripts/setup.sh (libnginx-mod-rtmp)"
 
 RUN=$(mktemp -d /tmp/spherecast-bench.XXXXXX)
 chmod 755 "$RUN"

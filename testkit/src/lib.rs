@@ -1,7 +1,9 @@
 //! Test helpers shared by every crate: free ports, moto server, ffmpeg test clips, ffprobe,
+//! a live stream that shows the wall clock (`clock`),
 //! and `spherecast up` started on free ports.
 
 pub mod clip;
+pub mod clock;
 pub mod hls;
 pub mod http;
 pub mod imds;

@@ -1,0 +1,80 @@
+# Sourced by the benchmarks that run nginx + nginx-rtmp-module beside our origin
+# (bench/origin.sh, bench/latency.sh): one configuration, so every comparison is against the
+# same nginx-rtmp. Needs bash; defines functions only.
+
+# Prints the path of ngx_rtmp_module.so (Debian's libnginx-mod-rtmp), or fails.
+nginx_rtmp_module() {
+  local module=/usr/lib/nginx/modules/ngx_rtmp_module.so
+  [ -f "$module" ] || module=$(dpkg -L libnginx-mod-rtmp 2>/dev/null | grep 'ngx_rtmp_module\.so$' | head -1 || true)
+  [ -n "$module" ] && [ -f "$module" ] || return 1
+  echo "$module"
+}
+
+# Starts nginx with nginx-rtmp in the folder DIR (config, logs, HLS in DIR/hls, recordings in
+# DIR/rec): RTMP on 127.0.0.1:RTMP_PORT, application `live` with HLS on (2 s fragments, 12 s
+# playlist) and `record all`, HTTP on 127.0.0.1:HTTP_PORT serving /hls with no-cache and CORS.
+# Sets NGINX_RTMP_PID (a child of the calling shell) and NGINX_RTMP_LOG.
+# Usage: start_nginx_rtmp DIR RTMP_PORT HTTP_PORT
+start_nginx_rtmp() {
+  local dir=$1 rtmp=$2 http=$3 user="" module
+  module=$(nginx_rtmp_module) || { echo "ngx_rtmp_module.so not found: run scripts/setup.sh (libnginx-mod-rtmp)" >&2; return 1; }
+  mkdir -p "$dir/hls" "$dir/rec" "$dir/tmp" "$dir/logs"
+  # As root, nginx's workers would run as nobody and could not write into the run folder.
+  [ "$(id -u)" -eq 0 ] && user="user root;"
+  cat >"$dir/nginx.conf" <<CONF
+load_module $module;
+$user
+worker_processes 1;
+daemon off;
+master_process on;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+
+events {
+    worker_connections 1024;
+}
+
+rtmp {
+    server {
+        listen 127.0.0.1:$rtmp;
+        chunk_size 4000;
+        application live {
+            live on;
+            hls on;
+            hls_path $dir/hls;
+            hls_fragment 2s;
+            hls_playlist_length 12s;
+            record all;
+            record_path $dir/rec;
+            record_unique on;
+        }
+    }
+}
+
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    server {
+        listen 127.0.0.1:$http;
+        location /hls {
+            types {
+                application/vnd.apple.mpegurl m3u8;
+                video/mp2t ts;
+            }
+            root $dir;
+            add_header Cache-Control no-cache;
+            add_header Access-Control-Allow-Origin *;
+        }
+    }
+}
+CONF
+  NGINX_RTMP_LOG=$dir/logs/error.log
+  nginx -t -q -p "$dir/" -c "$dir/nginx.conf" -e "$NGINX_RTMP_LOG" \
+    || { tail -20 "$NGINX_RTMP_LOG" >&2 2>/dev/null; return 1; }
+  nginx -p "$dir/" -c "$dir/nginx.conf" -e "$NGINX_RTMP_LOG" >"$dir/logs/stdout.log" 2>&1 &
+  NGINX_RTMP_PID=$!
+}
