@@ -61,7 +61,8 @@ pub struct RungFrame {
     pub rung: usize,
     /// Decode time in ms on the source's timeline.
     pub dts_ms: u32,
-    /// PTS - DTS in ms (0: the rungs have no B-frames).
+    /// PTS - DTS in ms. The rungs have no B-frames, but they keep the source's DTS, so this
+    /// is the source's reorder delay.
     pub cts_ms: i32,
     /// An IDR access unit; there is one exactly at every source keyframe's PTS.
     pub keyframe: bool,
@@ -154,6 +155,11 @@ struct Rung {
     /// Source keyframe PTS (ns) this rung's encoder has yet to see, in push order (which is
     /// PTS order: no frame before an IDR in decode order is presented after it).
     keyframes: Mutex<VecDeque<u64>>,
+    /// Source DTS (ns) of the frames queued for this rung, in decode order. The n-th frame
+    /// out (in presentation order, no B-frames) takes the n-th DTS in: the rung then has the
+    /// source's DTS and PTS timelines exactly, so a segmenter rebasing on the first DTS puts
+    /// every variant on the same clock.
+    dts: Mutex<VecDeque<u64>>,
     /// PTS (ns) of the rung's newest output frame; `u64::MAX` before the first input.
     last_out_ns: AtomicU64,
     frames_out: AtomicU64,
@@ -338,6 +344,7 @@ impl Transcoder {
                 .map(|planned| Rung {
                     planned,
                     keyframes: Mutex::new(VecDeque::new()),
+                    dts: Mutex::new(VecDeque::new()),
                     last_out_ns: AtomicU64::new(u64::MAX),
                     frames_out: AtomicU64::new(0),
                     dropped: AtomicBool::new(false),
@@ -489,8 +496,12 @@ impl Transcoder {
             self.check_lag(pts_ns);
         }
         self.waiting_for_keyframe = false;
-        if keyframe {
-            for r in &self.shared.rungs {
+        for r in &self.shared.rungs {
+            if r.dropped.load(Ordering::SeqCst) {
+                continue;
+            }
+            lock(&r.dts).push_back(dts_ns);
+            if keyframe {
                 lock(&r.keyframes).push_back(pts_ns);
             }
         }
@@ -564,6 +575,7 @@ impl Transcoder {
         let rung = &self.shared.rungs[index];
         rung.dropped.store(true, Ordering::SeqCst);
         self.valves[index].set_property("drop", true);
+        lock(&rung.dts).clear();
         self.shared.rungs_dropped.fetch_add(1, Ordering::Relaxed);
         // The remaining rungs may still have a backlog (the input queue); give them twice the
         // lag limit of media time before judging again.
@@ -838,11 +850,8 @@ fn rung_callbacks(shared: Arc<Shared>, index: usize) -> gst_app::AppSinkCallback
                 .and_then(|t| segment.to_running_time(t))
                 .ok_or(gst::FlowError::Error)?
                 .nseconds();
-            let dts = buffer
-                .dts()
-                .and_then(|t| segment.to_running_time(t))
-                .map_or(pts, |d| d.nseconds())
-                .min(pts);
+            // Never above the PTS: true for any valid source, kept for a broken one.
+            let dts = lock(&rung.dts).pop_front().unwrap_or(pts).min(pts);
             let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
             let avcc = Bytes::copy_from_slice(
                 buffer

@@ -92,8 +92,20 @@ fn source(dir: &Path, seconds: f64) -> (Vec<u8>, Vec<AvcFrame>) {
 #[test]
 fn every_rung_has_its_size_and_idrs_at_the_source_keyframes_only() {
     let dir = tempfile::tempdir().unwrap();
-    // 720p30, a keyframe every second: keyframes at 0, 1, 2 and 3 s.
-    let (record, frames) = source(dir.path(), 4.0);
+    // 720p30 with B-frames (as OBS sends by default), a keyframe every second: keyframes at
+    // 0, 1, 2 and 3 s.
+    let plain = dir.path().join("plain.flv");
+    clip::make_flv(&plain, 1280, 720, 30, 4.0, 30).unwrap();
+    let bframes = dir.path().join("bframes.flv");
+    let x264 =
+        "-an -c:v libx264 -preset veryfast -bf 2 -g 30 -keyint_min 30 -sc_threshold 0 -f flv";
+    clip::reencode(&plain, &x264.split(' ').collect::<Vec<_>>(), &bframes).unwrap();
+    let (record, frames) = clip::avc_stream(&clip::flv_tags(&bframes).unwrap()).unwrap();
+    assert!(
+        frames.iter().any(|f| f.cts_ms > 0),
+        "the source has no B-frames"
+    );
+    assert_eq!(frames.len(), 120);
     let source_keys: Vec<i64> = frames
         .iter()
         .filter(|f| f.keyframe)
@@ -147,6 +159,12 @@ fn every_rung_has_its_size_and_idrs_at_the_source_keyframes_only() {
         assert_eq!(
             out_pts, src_pts,
             "{name}: frame times differ from the source"
+        );
+        let out_dts: Vec<u32> = out.iter().map(|f| f.dts_ms).collect();
+        let src_dts: Vec<u32> = frames.iter().map(|f| f.dts_ms).collect();
+        assert_eq!(
+            out_dts, src_dts,
+            "{name}: decode times differ from the source"
         );
         let out_keys: Vec<i64> = out
             .iter()

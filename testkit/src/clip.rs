@@ -238,8 +238,14 @@ pub fn sample_tags(dir: &Path, width: u32, height: u32, seconds: f64) -> anyhow:
     if !path.exists() {
         make_flv(&path, width, height, 30, seconds, 30)?;
     }
-    let bytes = std::fs::read(&path)?;
-    let file = media::flv::parse_file(&bytes).context("ffmpeg wrote an FLV that does not parse")?;
+    flv_tags(&path)
+}
+
+/// The audio and video tags of an FLV file.
+pub fn flv_tags(path: &Path) -> anyhow::Result<Vec<Tag>> {
+    let bytes = std::fs::read(path)?;
+    let file = media::flv::parse_file(&bytes)
+        .with_context(|| format!("{} is an FLV that does not parse", path.display()))?;
     Ok(file
         .tags
         .iter()
