@@ -55,7 +55,7 @@ def ffmpeg_argv(src, names):
     rungs = [r for r in RUNGS if r[0] in names]
     split = f"[0:v]split={len(rungs)}" + "".join(f"[s{i}]" for i in range(len(rungs)))
     scales = [f"[s{i}]scale={w}:{h}[o{i}]" for i, (_, w, h, _) in enumerate(rungs)]
-    argv = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-i", src, "-an",
+    argv = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", src, "-an",
             "-filter_complex", ";".join([split] + scales)]
     for i, (_, _, _, kbps) in enumerate(rungs):
         # Same encoder settings as the ladder's x264enc: ultrafast, zerolatency, no B-frames,

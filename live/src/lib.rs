@@ -51,6 +51,8 @@ pub enum LiveError {
         "GStreamer could not start the live ladder: {0} (is GStreamer installed? run scripts/setup.sh)"
     )]
     Gstreamer(String),
+    #[error("the live ladder's pipeline failed: {0}")]
+    Pipeline(String),
     #[error("the live ladder stopped: {element} reported \"{message}\" ({debug})")]
     Stopped {
         element: String,

@@ -396,7 +396,7 @@ impl Transcoder {
             return Err(transcoder
                 .shared
                 .failure()
-                .unwrap_or_else(|| gst_err(format!("the pipeline does not start: {err}"))));
+                .unwrap_or_else(|| LiveError::Pipeline(format!("it does not start: {err}"))));
         }
         info!(
             stream,
@@ -520,7 +520,7 @@ impl Transcoder {
             return Err(self
                 .shared
                 .failure()
-                .unwrap_or_else(|| gst_err(format!("the ladder refused input: {flow:?}"))));
+                .unwrap_or_else(|| LiveError::Pipeline(format!("it refused input: {flow:?}"))));
         }
         self.shared.frames_queued.fetch_add(1, Ordering::Relaxed);
         Ok(Pushed::Queued)
@@ -826,7 +826,7 @@ fn rung_callbacks(shared: Arc<Shared>, index: usize) -> gst_app::AppSinkCallback
                 && last_caps.as_ref().is_none_or(|c| c.as_ref() != caps)
             {
                 let start = rung_start(index, rung, caps).ok_or_else(|| {
-                    shared.fail(LiveError::Gstreamer(format!(
+                    shared.fail(LiveError::Pipeline(format!(
                         "rung {}: the encoder's caps carry no usable codec_data: {caps}",
                         rung.planned.name
                     )));
