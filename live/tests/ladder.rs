@@ -327,3 +327,47 @@ fn garbage_access_units_stop_the_ladder_with_a_clear_error() {
     println!("{err}");
     assert_eq!(got.failed, [err]);
 }
+
+#[test]
+fn a_stream_joined_mid_gop_starts_at_its_next_keyframe() {
+    let dir = tempfile::tempdir().unwrap();
+    // Keyframes at frames 0 and 30; the ladder is started at frame 5.
+    let (record, frames) = source(dir.path(), 2.0);
+    assert!(frames[30].keyframe && !frames[5..30].iter().any(|f| f.keyframe));
+    let (mut ladder, rx) = Transcoder::start("late", &LiveAbrConfig::default(), &record).unwrap();
+    let collector = collect(rx);
+    let pushed = feed_realtime(&mut ladder, &frames[5..]);
+    let stats = ladder.finish().unwrap();
+    let got = collector.join().unwrap();
+
+    assert!(
+        pushed[..25]
+            .iter()
+            .all(|p| *p == Pushed::Dropped(live::DropReason::BeforeFirstKeyframe)),
+        "{pushed:?}"
+    );
+    assert!(pushed[25..].iter().all(|p| *p == Pushed::Queued));
+    assert_eq!((stats.frames_queued, stats.frames_dropped), (30, 25));
+    for out in got.frames.values() {
+        assert_eq!(out.len(), 30);
+        assert!(out[0].keyframe);
+        assert_eq!(out[0].pts_ms() as i64, frames[30].pts_ms());
+    }
+}
+
+#[test]
+fn a_source_narrower_than_every_rung_gets_no_ladder() {
+    let dir = tempfile::tempdir().unwrap();
+    let tags = clip::sample_tags(dir.path(), 320, 180, 1.0).unwrap();
+    let (record, _) = clip::avc_stream(&tags).unwrap();
+    let err = Transcoder::start("small", &LiveAbrConfig::default(), &record)
+        .err()
+        .unwrap();
+    assert_eq!(
+        err,
+        LiveError::NoRungFits {
+            width: 320,
+            height: 180
+        }
+    );
+}
