@@ -427,7 +427,7 @@ impl Transcoder {
     /// access unit with an IDR slice counts as a keyframe either way.
     ///
     /// Never blocks with [`Backpressure::Drop`] (the default). Errors: a malformed access unit
-    /// (nothing queued, the ladder carries on) or the ladder has stopped (the error it stopped
+    /// (nothing queued, counted as dropped; the ladder carries on from the next keyframe) or the ladder has stopped (the error it stopped
     /// on; the caller drops the ladder and keeps the passthrough).
     pub fn push(
         &mut self,
@@ -443,7 +443,15 @@ impl Transcoder {
         let mut has_idr = false;
         let mut has_slice = false;
         for nal in avc::nal_units(avcc, self.nal_length_size) {
-            let nal = nal.map_err(|source| LiveError::BadAccessUnit { dts_ms, source })?;
+            let nal = match nal {
+                Ok(nal) => nal,
+                Err(source) => {
+                    // Frames after it may reference it: the decoder restarts at a keyframe.
+                    self.waiting_for_keyframe = true;
+                    self.shared.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    return Err(LiveError::BadAccessUnit { dts_ms, source });
+                }
+            };
             let t = nal.first().map_or(0, |h| h & 0x1f);
             has_idr |= t == nal_type::IDR_SLICE;
             has_slice |= (nal_type::NON_IDR_SLICE..=nal_type::IDR_SLICE).contains(&t);

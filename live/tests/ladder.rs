@@ -291,6 +291,8 @@ fn garbage_access_units_stop_the_ladder_with_a_clear_error() {
         matches!(err, LiveError::BadAccessUnit { dts_ms: 0, .. }),
         "{err}"
     );
+    let stats = ladder.stats();
+    assert_eq!((stats.frames_in, stats.frames_dropped), (1, 1));
 
     // Well-framed NAL units whose content is noise: the decoder refuses them.
     let mut seed = 0x2545_f491_u32;
