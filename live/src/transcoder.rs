@@ -653,6 +653,15 @@ impl Transcoder {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.wake_control();
         if let Some(control) = self.control.take() {
+            // The last events wait for room in the channel, but not forever: a consumer that
+            // stopped reading must not hang the caller.
+            let deadline = Instant::now() + self.drain_timeout;
+            while !control.is_finished() {
+                if Instant::now() >= deadline {
+                    self.shared.abort.store(true, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let _ = control.join();
         }
         // Streaming threads waiting on a full channel must not hold up the state change.
