@@ -238,8 +238,14 @@ pub fn sample_tags(dir: &Path, width: u32, height: u32, seconds: f64) -> anyhow:
     if !path.exists() {
         make_flv(&path, width, height, 30, seconds, 30)?;
     }
-    let bytes = std::fs::read(&path)?;
-    let file = media::flv::parse_file(&bytes).context("ffmpeg wrote an FLV that does not parse")?;
+    flv_tags(&path)
+}
+
+/// The audio and video tags of an FLV file.
+pub fn flv_tags(path: &Path) -> anyhow::Result<Vec<Tag>> {
+    let bytes = std::fs::read(path)?;
+    let file = media::flv::parse_file(&bytes)
+        .with_context(|| format!("{} is an FLV that does not parse", path.display()))?;
     Ok(file
         .tags
         .iter()
@@ -432,4 +438,75 @@ pub fn reencode(input: &Path, args: &[&str], out: &Path) -> anyhow::Result<()> {
         bail!("ffmpeg could not write {}", out.display());
     }
     Ok(())
+}
+
+/// One H.264 access unit of a clip as the origin receives it over RTMP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvcFrame {
+    /// The tag's timestamp (DTS), ms.
+    pub dts_ms: u32,
+    /// Composition offset (PTS - DTS), ms.
+    pub cts_ms: i32,
+    /// FLV frame type 1.
+    pub keyframe: bool,
+    /// Length-prefixed NAL units.
+    pub avcc: Vec<u8>,
+}
+
+impl AvcFrame {
+    /// PTS in ms.
+    pub fn pts_ms(&self) -> i64 {
+        i64::from(self.dts_ms) + i64::from(self.cts_ms)
+    }
+}
+
+/// The AVCDecoderConfigurationRecord (from the first AVC sequence header) and every coded
+/// H.264 access unit of `tags`, in decode order.
+pub fn avc_stream(tags: &[Tag]) -> anyhow::Result<(Vec<u8>, Vec<AvcFrame>)> {
+    use media::flv::{FrameType, TagKind, VideoPacketType, VideoTag};
+    let mut record = None;
+    let mut frames = Vec::new();
+    for (kind, ts, body) in tags {
+        if *kind != TagKind::Video {
+            continue;
+        }
+        let tag = VideoTag::parse(body).context("a video tag of the clip does not parse")?;
+        match tag.packet_type {
+            VideoPacketType::SequenceHeader if record.is_none() => {
+                record = Some(tag.payload.to_vec());
+            }
+            VideoPacketType::Nalu => frames.push(AvcFrame {
+                dts_ms: *ts,
+                cts_ms: tag.composition_time_ms,
+                keyframe: tag.frame_type == FrameType::Key,
+                avcc: tag.payload.to_vec(),
+            }),
+            _ => {}
+        }
+    }
+    let record = record.context("the clip has no AVC sequence header")?;
+    Ok((record, frames))
+}
+
+/// The first video stream's packets of `input`: (PTS in seconds, key frame), in presentation
+/// order.
+pub fn video_packets(input: &str) -> anyhow::Result<Vec<(f64, bool)>> {
+    let probe = run_ffprobe(
+        &["-select_streams", "v:0", "-show_packets", "-show_streams"],
+        input,
+    )?;
+    let mut packets: Vec<(f64, bool)> = probe["packets"]
+        .as_array()
+        .map(|p| {
+            p.iter()
+                .filter_map(|p| {
+                    let pts = p["pts_time"].as_str()?.parse().ok()?;
+                    let key = p["flags"].as_str().is_some_and(|f| f.contains('K'));
+                    Some((pts, key))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    packets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(packets)
 }
