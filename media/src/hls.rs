@@ -64,6 +64,9 @@ pub struct SegmenterConfig {
     pub max_segment_bytes: usize,
     /// Sequence number of the first segment.
     pub first_sequence: u64,
+    /// The input timestamp (ms) that maps to [`OUTPUT_START_90K`]; `None`: the first frame's.
+    /// Variants of one stream given the same anchor get the same timestamps.
+    pub timeline_anchor_ms: Option<u32>,
 }
 
 impl Default for SegmenterConfig {
@@ -76,6 +79,7 @@ impl Default for SegmenterConfig {
             backward_tolerance: Duration::from_millis(500),
             max_segment_bytes: 64 * 1024 * 1024,
             first_sequence: 0,
+            timeline_anchor_ms: None,
         }
     }
 }
@@ -227,7 +231,8 @@ pub struct LiveSegmenter {
 impl LiveSegmenter {
     pub fn new(config: SegmenterConfig) -> Self {
         let next_sequence = config.first_sequence;
-        let timeline = Timeline::new(config.jump_threshold, config.backward_tolerance);
+        let timeline = Timeline::new(config.jump_threshold, config.backward_tolerance)
+            .anchored(config.timeline_anchor_ms);
         LiveSegmenter {
             config,
             avc: None,

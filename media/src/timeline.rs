@@ -56,6 +56,8 @@ pub struct Timeline {
     epoch: u64,
     /// Largest output timestamp handed out so far (ms).
     max_out_ms: i64,
+    /// The input timestamp that maps to the output origin; `None`: the first frame's.
+    anchor: Option<u32>,
 }
 
 impl Timeline {
@@ -67,7 +69,16 @@ impl Timeline {
             audio: StreamClock::default(),
             epoch: 0,
             max_out_ms: OUTPUT_START_MS,
+            anchor: None,
         }
+    }
+
+    /// Maps input timestamp `anchor` (not the first frame's) to the output origin. Renditions
+    /// of one publish (the passthrough and the transcoded rungs, which keep the source's
+    /// timestamps) given the same anchor share one output timeline, however late each starts.
+    pub fn anchored(mut self, anchor: Option<u32>) -> Self {
+        self.anchor = anchor;
+        self
     }
 
     /// Starts a new epoch for `track` (its decoder configuration changed).
@@ -123,7 +134,11 @@ impl Timeline {
             (None, None) => match other.last_in {
                 // First frame of this stream, far from the other stream: align to "now".
                 Some(_) => (other.last_out_ms, other.epoch, 0),
-                None => (OUTPUT_START_MS, self.epoch, 0),
+                None => (
+                    OUTPUT_START_MS + self.anchor.map_or(0, |a| ts_diff(t, a)),
+                    self.epoch,
+                    0,
+                ),
             },
             (Some(_), None) => {
                 self.epoch += 1;
@@ -147,5 +162,37 @@ impl Timeline {
         }
         clock.last_dts = Some(dts);
         (dts, epoch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeline(anchor: Option<u32>) -> Timeline {
+        Timeline::new(Duration::from_secs(5), Duration::from_millis(500)).anchored(anchor)
+    }
+
+    #[test]
+    fn timelines_with_one_anchor_agree_however_late_the_second_starts() {
+        let mut src = timeline(Some(1_000));
+        src.map(Track::Audio, 1_000);
+        let src_video: Vec<u64> = (0..100)
+            .map(|i| src.map(Track::Video, 1_010 + i * 33).0)
+            .collect();
+        // A rung starts two seconds later, and with an audio frame, not a video frame.
+        let mut rung = timeline(Some(1_000));
+        rung.map(Track::Audio, 3_020);
+        for i in 60..100 {
+            assert_eq!(
+                rung.map(Track::Video, 1_010 + i * 33).0,
+                src_video[i as usize],
+                "frame {i}"
+            );
+        }
+        // Without the anchor the late starter gets its own origin.
+        let mut plain = timeline(None);
+        plain.map(Track::Audio, 3_020);
+        assert_ne!(plain.map(Track::Video, 1_010 + 60 * 33).0, src_video[60]);
     }
 }

@@ -94,6 +94,11 @@ pub struct ApplicationConfig {
     /// LL-HLS: segments are cut on the first keyframe after this duration, milliseconds.
     #[serde(with = "millis")]
     pub segment_target: Duration,
+    /// Live ABR: with this table (even empty: `ladder = {}`), every stream of the application
+    /// is also transcoded into a ladder of rungs (`NAME_480`, `NAME_960`, `NAME_1920` unless
+    /// `rungs` says otherwise, never above the source) listed in the master playlist beside
+    /// the passthrough `NAME_src`. Off unless set: it costs about a core per 1080p stream.
+    pub ladder: Option<live::LiveAbrConfig>,
 }
 
 impl Default for ApplicationConfig {
@@ -102,6 +107,7 @@ impl Default for ApplicationConfig {
             hls: HlsFormat::Ts,
             part_target: Duration::from_millis(334),
             segment_target: Duration::from_secs(2),
+            ladder: None,
         }
     }
 }
@@ -152,6 +158,8 @@ pub enum ConfigError {
         "application name {0:?} is not usable in rtmp://HOST/APP/NAME: use letters, digits, '-', '_' or '.'"
     )]
     BadApplicationName(String),
+    #[error("[origin.applications.{app}.ladder]: {reason}")]
+    BadLadder { app: String, reason: String },
 }
 
 impl OriginConfig {
@@ -184,6 +192,12 @@ impl OriginConfig {
             if !usable {
                 return Err(ConfigError::BadApplicationName(name.clone()));
             }
+            if let Some(ladder) = &app.ladder {
+                check_ladder(ladder).map_err(|reason| ConfigError::BadLadder {
+                    app: name.clone(),
+                    reason,
+                })?;
+            }
             if app.hls != HlsFormat::LlHls {
                 continue;
             }
@@ -210,6 +224,26 @@ impl OriginConfig {
         }
         Ok(())
     }
+}
+
+/// A rung's name is the end of its variant's URL (`/hls/NAME_480/`): an underscore, then
+/// letters, digits or '-', and not the passthrough's `_src`.
+fn check_ladder(ladder: &live::LiveAbrConfig) -> Result<(), String> {
+    ladder.validate().map_err(|e| e.to_string())?;
+    for rung in &ladder.rungs {
+        let suffix = rung.name.strip_prefix('_').unwrap_or("");
+        let usable = !suffix.is_empty()
+            && suffix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !usable || suffix == crate::streams::SOURCE {
+            return Err(format!(
+                "rung name {:?} must be '_' then letters, digits or '-' (e.g. \"_720\"), and not \"_src\"",
+                rung.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Default for PublishConfig {

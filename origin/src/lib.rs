@@ -5,7 +5,9 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod ladder;
 pub mod metrics;
+pub mod packer;
 pub mod publication;
 pub mod record;
 pub mod rtmp;

@@ -32,6 +32,16 @@ pub struct Metrics {
     pub recordings_uploaded: Counter,
     pub uploads_failed: Counter,
     pub upload_spool_depth: Gauge,
+    /// Live ABR rungs being transcoded and served now, over all streams.
+    pub ladder_rungs: Gauge,
+    /// Rungs dropped because the machine could not transcode the ladder in real time.
+    pub ladder_rungs_dropped: Counter,
+    /// Ladders that could not start or stopped on an error (the passthrough goes on).
+    pub ladder_failures: Counter,
+    /// Source access units the ladder skipped because it was behind real time.
+    pub ladder_frames_dropped: Counter,
+    /// Source audio messages the rungs lost because their packaging was behind.
+    pub ladder_audio_dropped: Counter,
     pub http_requests: HttpRequests,
 }
 
@@ -192,6 +202,31 @@ impl Metrics {
             "upload_spool_depth",
             "Recordings waiting in the upload spool",
             m.upload_spool_depth,
+        );
+        registry.register(
+            "ladder_rungs",
+            "Live ABR rungs being transcoded and served",
+            m.ladder_rungs,
+        );
+        registry.register(
+            "ladder_rungs_dropped",
+            "Live ABR rungs dropped because the machine could not keep up with real time",
+            m.ladder_rungs_dropped,
+        );
+        registry.register(
+            "ladder_failures",
+            "Live ABR ladders that could not start or stopped on an error",
+            m.ladder_failures,
+        );
+        registry.register(
+            "ladder_frames_dropped",
+            "Source frames the live ABR ladder skipped because it was behind real time",
+            m.ladder_frames_dropped,
+        );
+        registry.register(
+            "ladder_audio_dropped",
+            "Source audio messages the live ABR rungs lost because their packaging was behind",
+            m.ladder_audio_dropped,
         );
         registry.register(
             "http_requests",

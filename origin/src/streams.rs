@@ -1,6 +1,7 @@
-//! The registry of live streams and what HTTP serves for each: the master playlist, the media
-//! playlist of the source rendition and its segments (MPEG-TS), or its LL-HLS rendition (init
-//! segments, parts, segments), all in memory.
+//! The registry of live streams and what HTTP serves for each: the master playlist and, per
+//! variant (the passthrough `NAME_src` and the live ladder's rungs, `NAME_480`...), the media
+//! playlist and its segments (MPEG-TS) or its LL-HLS rendition (init segments, parts,
+//! segments), all in memory.
 //!
 //! Invariants: at most one publisher per name, whatever the application; a segment stays
 //! downloadable for one more window after it leaves the playlist; an ended stream keeps its
@@ -15,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use media::llhls::{Event, Position, Window, WindowConfig};
+use media::llhls::{Event, Position, RenditionReport, Window, WindowConfig};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -36,15 +37,70 @@ pub struct MediaInfo {
     pub bitrate: Option<u64>,
 }
 
-/// The live HLS of one stream: the playlist window and the segment bytes behind it.
+/// The MPEG-TS rendition of a stream: the playlist window and the segment bytes behind it.
 #[derive(Debug)]
-struct Hls {
+pub struct TsRendition {
+    state: RwLock<TsState>,
+}
+
+#[derive(Debug)]
+struct TsState {
     window: media::playlist::LiveWindow,
     /// Segment bytes by sequence, oldest first: the listed window plus one more window of
     /// segments that already left the playlist (players may still be fetching them).
     data: VecDeque<(u64, Bytes)>,
-    media_playlist: Option<Bytes>,
-    master_playlist: Option<Bytes>,
+    playlist: Option<Bytes>,
+}
+
+impl TsRendition {
+    fn new(window: usize, target_duration: Duration) -> Self {
+        TsRendition {
+            state: RwLock::new(TsState {
+                window: media::playlist::LiveWindow::new(
+                    window.max(1),
+                    target_duration.as_secs_f64().ceil() as u64,
+                ),
+                data: VecDeque::new(),
+                playlist: None,
+            }),
+        }
+    }
+
+    /// Adds a finished segment and rebuilds the playlist readers get.
+    pub fn push_segment(&self, segment: media::hls::Segment) {
+        let mut state = self.state.write().expect("ts lock");
+        let uri = format!("{}.ts", segment.sequence);
+        state.window.push(segment.to_ref(uri));
+        state.data.push_back((segment.sequence, segment.data));
+        let keep = state.window.segments().len() * 2;
+        while state.data.len() > keep {
+            state.data.pop_front();
+        }
+        state.playlist = Some(Bytes::from(state.window.render(false)));
+    }
+
+    fn end(&self) {
+        let mut state = self.state.write().expect("ts lock");
+        if !state.data.is_empty() {
+            state.playlist = Some(Bytes::from(state.window.render(true)));
+        }
+    }
+
+    pub fn playlist(&self) -> Option<Bytes> {
+        self.state.read().expect("ts lock").playlist.clone()
+    }
+
+    pub fn segment(&self, sequence: u64) -> Option<Bytes> {
+        let state = self.state.read().expect("ts lock");
+        // Sequences are consecutive, so the position is an offset from the oldest.
+        let first = state.data.front()?.0;
+        let idx = usize::try_from(sequence.checked_sub(first)?).ok()?;
+        state
+            .data
+            .get(idx)
+            .filter(|(seq, _)| *seq == sequence)
+            .map(|(_, data)| data.clone())
+    }
 }
 
 /// How a stream is packaged.
@@ -54,6 +110,31 @@ pub enum Packaging {
     Ts,
     /// Low-latency HLS with this window.
     LlHls(WindowConfig),
+}
+
+impl Packaging {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Packaging::Ts => "ts",
+            Packaging::LlHls(_) => "ll-hls",
+        }
+    }
+}
+
+/// One variant's media: classic or low-latency.
+#[derive(Debug)]
+pub enum Rendition {
+    Ts(TsRendition),
+    Ll(LlRendition),
+}
+
+impl Rendition {
+    fn end(&self) {
+        match self {
+            Rendition::Ts(ts) => ts.end(),
+            Rendition::Ll(ll) => ll.end(),
+        }
+    }
 }
 
 /// The LL-HLS rendition of a stream: its window, the playlist rendered from it, and the
@@ -84,8 +165,9 @@ impl LlRendition {
         }
     }
 
-    /// Applies the packager's output, re-renders the playlist, then wakes the waiters.
-    pub fn apply(&self, events: Vec<Event>) {
+    /// Applies the packager's output, re-renders the playlist (with `reports` of the stream's
+    /// other renditions), then wakes the waiters.
+    pub fn apply(&self, events: Vec<Event>, reports: &[RenditionReport]) {
         if events.is_empty() {
             return;
         }
@@ -94,7 +176,7 @@ impl LlRendition {
             for event in events {
                 state.window.apply(event);
             }
-            state.render()
+            state.render(reports)
         };
         self.position.send_replace(position);
     }
@@ -104,9 +186,14 @@ impl LlRendition {
         let position = {
             let mut state = self.state.write().expect("ll lock");
             state.window.end();
-            state.render()
+            state.render(&[])
         };
         self.position.send_replace(position);
+    }
+
+    /// This rendition as a sibling's playlist reports it (`EXT-X-RENDITION-REPORT`).
+    fn report(&self, uri: String) -> Option<RenditionReport> {
+        self.state.read().expect("ll lock").window.report(uri)
     }
 
     pub fn playlist(&self) -> Option<Bytes> {
@@ -146,23 +233,53 @@ impl LlRendition {
 }
 
 impl LlState {
-    fn render(&mut self) -> Position {
+    fn render(&mut self, reports: &[RenditionReport]) -> Position {
         if !self.window.is_empty() {
-            self.playlist = Some(Bytes::from(self.window.render(&[])));
+            self.playlist = Some(Bytes::from(self.window.render(reports)));
         }
         self.window.position()
     }
+}
+
+/// The suffix of the passthrough variant: `NAME_src`.
+pub const SOURCE: &str = "src";
+
+/// A variant of a stream as the master playlist lists it, once its media is known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantInfo {
+    /// Peak bits per second.
+    pub bandwidth: u64,
+    pub average_bandwidth: Option<u64>,
+    pub resolution: Option<(u32, u32)>,
+    pub codecs: Vec<String>,
+    pub frame_rate: Option<f64>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// `src`, or a rung's name without its leading `_` (`480`).
+    suffix: String,
+    rendition: Arc<Rendition>,
+    info: Option<VariantInfo>,
+}
+
+#[derive(Debug, Default)]
+struct Variants {
+    /// The passthrough first, then the transcoded rungs in the order they started.
+    slots: Vec<Slot>,
+    master: Option<Bytes>,
 }
 
 /// One stream name's live state. Shared by its publisher (writer) and HTTP (readers).
 #[derive(Debug)]
 pub struct LiveStream {
     pub name: String,
-    /// The LL-HLS rendition; `None` for MPEG-TS streams.
-    pub ll: Option<LlRendition>,
+    pub packaging: Packaging,
     pub started_at: SystemTime,
     started: Instant,
-    hls: RwLock<Hls>,
+    window: usize,
+    target_duration: Duration,
+    variants: RwLock<Variants>,
     info: RwLock<MediaInfo>,
     publishing: AtomicBool,
     ended_at: RwLock<Option<Instant>>,
@@ -173,31 +290,22 @@ pub struct LiveStream {
 
 impl LiveStream {
     fn new(name: String, window: usize, target_duration: Duration, packaging: Packaging) -> Self {
-        let hls = Hls {
-            window: media::playlist::LiveWindow::new(
-                window.max(1),
-                target_duration.as_secs_f64().ceil() as u64,
-            ),
-            data: VecDeque::new(),
-            media_playlist: None,
-            master_playlist: None,
-        };
-        let ll = match packaging {
-            Packaging::Ts => None,
-            Packaging::LlHls(config) => Some(LlRendition::new(config)),
-        };
-        Self {
+        let stream = Self {
             name,
-            ll,
+            packaging,
             started_at: SystemTime::now(),
             started: Instant::now(),
-            hls: RwLock::new(hls),
+            window,
+            target_duration,
+            variants: RwLock::default(),
             info: RwLock::default(),
             publishing: AtomicBool::new(true),
             ended_at: RwLock::new(None),
             bytes_in: AtomicU64::new(0),
             kick: CancellationToken::new(),
-        }
+        };
+        stream.add_rendition(SOURCE);
+        stream
     }
 
     pub fn is_publishing(&self) -> bool {
@@ -230,56 +338,151 @@ impl LiveStream {
         }
     }
 
-    /// Sets the master playlist (LL-HLS streams set it as their bitrate becomes known).
-    pub fn set_master_playlist(&self, master: Bytes) {
-        self.hls.write().expect("hls lock").master_playlist = Some(master);
+    /// The passthrough rendition, `NAME_src`.
+    pub fn source(&self) -> Arc<Rendition> {
+        self.rendition(SOURCE)
+            .expect("every stream has its source rendition")
     }
 
-    /// Adds a finished segment and rebuilds the playlists readers get.
-    pub fn push_segment(&self, segment: media::hls::Segment, master: Bytes) {
-        let mut hls = self.hls.write().expect("hls lock");
-        let uri = format!("{}.ts", segment.sequence);
-        hls.window.push(segment.to_ref(uri));
-        hls.data.push_back((segment.sequence, segment.data));
-        let keep = hls.window.segments().len() * 2;
-        while hls.data.len() > keep {
-            hls.data.pop_front();
+    /// The rendition served as `NAME_{suffix}`.
+    pub fn rendition(&self, suffix: &str) -> Option<Arc<Rendition>> {
+        let variants = self.variants.read().expect("variants lock");
+        variants
+            .slots
+            .iter()
+            .find(|s| s.suffix == suffix)
+            .map(|s| s.rendition.clone())
+    }
+
+    /// The rendition `NAME_{suffix}`, made (empty, not yet in the master playlist) if new.
+    pub fn add_rendition(&self, suffix: &str) -> Arc<Rendition> {
+        let mut variants = self.variants.write().expect("variants lock");
+        if let Some(slot) = variants.slots.iter().find(|s| s.suffix == suffix) {
+            return slot.rendition.clone();
         }
-        hls.master_playlist = Some(master);
-        hls.media_playlist = Some(Bytes::from(hls.window.render(false)));
+        let rendition = Arc::new(match &self.packaging {
+            Packaging::Ts => Rendition::Ts(TsRendition::new(self.window, self.target_duration)),
+            Packaging::LlHls(config) => Rendition::Ll(LlRendition::new(config.clone())),
+        });
+        variants.slots.push(Slot {
+            suffix: suffix.to_owned(),
+            rendition: rendition.clone(),
+            info: None,
+        });
+        rendition
     }
 
-    /// Marks the stream ended: the playlist gets `#EXT-X-ENDLIST`, the linger clock starts.
+    /// Takes `NAME_{suffix}` out of the master playlist and stops serving it (a dropped rung).
+    /// The source rendition stays.
+    pub fn remove_rendition(&self, suffix: &str) {
+        if suffix == SOURCE {
+            return;
+        }
+        let mut variants = self.variants.write().expect("variants lock");
+        let before = variants.slots.len();
+        variants.slots.retain(|s| s.suffix != suffix);
+        if variants.slots.len() != before {
+            self.render_master(&mut variants);
+        }
+    }
+
+    /// Records what the master playlist says of `NAME_{suffix}` (codecs, size, measured
+    /// bitrate), listing it from now on; the master is rebuilt when anything changed.
+    pub fn set_variant(&self, suffix: &str, info: VariantInfo) {
+        let mut variants = self.variants.write().expect("variants lock");
+        let Some(slot) = variants.slots.iter_mut().find(|s| s.suffix == suffix) else {
+            return;
+        };
+        if slot.info.as_ref() == Some(&info) {
+            return;
+        }
+        slot.info = Some(info);
+        self.render_master(&mut variants);
+    }
+
+    /// The master playlist: the passthrough first (once it has media), then every rung with
+    /// media, highest bandwidth first.
+    fn render_master(&self, variants: &mut Variants) {
+        let Some(source) = variants.slots.first().and_then(|s| s.info.clone()) else {
+            return;
+        };
+        let entry = |suffix: &str, info: VariantInfo| media::playlist::Variant {
+            bandwidth: info.bandwidth.max(1),
+            average_bandwidth: info.average_bandwidth,
+            resolution: info.resolution,
+            codecs: info.codecs,
+            frame_rate: info.frame_rate,
+            uri: format!("{}_{suffix}/index.m3u8", self.name),
+        };
+        let mut rungs: Vec<media::playlist::Variant> = variants.slots[1..]
+            .iter()
+            .filter_map(|s| s.info.clone().map(|info| entry(&s.suffix, info)))
+            .collect();
+        rungs.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
+        let mut all = vec![entry(SOURCE, source)];
+        all.extend(rungs);
+        variants.master = Some(Bytes::from(media::playlist::master_playlist(&all)));
+    }
+
+    /// Suffixes of the variants the master playlist lists, in its order of slots.
+    pub fn listed_variants(&self) -> Vec<String> {
+        let variants = self.variants.read().expect("variants lock");
+        variants
+            .slots
+            .iter()
+            .filter(|s| s.info.is_some())
+            .map(|s| format!("{}_{}", self.name, s.suffix))
+            .collect()
+    }
+
+    /// Applies LL-HLS packager output to `NAME_{suffix}`; its playlist reports every other
+    /// LL-HLS rendition of the stream (`EXT-X-RENDITION-REPORT`), so a player switching
+    /// variants can block for the right part at once.
+    pub fn apply_ll(&self, suffix: &str, events: Vec<Event>) {
+        let (rendition, siblings) = {
+            let variants = self.variants.read().expect("variants lock");
+            let Some(own) = variants.slots.iter().find(|s| s.suffix == suffix) else {
+                return;
+            };
+            let siblings: Vec<(String, Arc<Rendition>)> = variants
+                .slots
+                .iter()
+                .filter(|s| s.suffix != suffix && s.info.is_some())
+                .map(|s| (s.suffix.clone(), s.rendition.clone()))
+                .collect();
+            (own.rendition.clone(), siblings)
+        };
+        let Rendition::Ll(rendition) = &*rendition else {
+            return;
+        };
+        // Sibling positions are read before this rendition is locked: no two locks are held
+        // at once, so renditions updated from different tasks cannot deadlock.
+        let reports: Vec<RenditionReport> = siblings
+            .iter()
+            .filter_map(|(sibling, r)| match &**r {
+                Rendition::Ll(ll) => ll.report(format!("../{}_{sibling}/index.m3u8", self.name)),
+                Rendition::Ts(_) => None,
+            })
+            .collect();
+        rendition.apply(events, &reports);
+    }
+
+    /// Marks the stream ended: every playlist gets `#EXT-X-ENDLIST` (blocked LL-HLS requests
+    /// wake), the linger clock starts.
     pub fn end(&self) {
         self.publishing.store(false, Ordering::Release);
         *self.ended_at.write().expect("ended lock") = Some(Instant::now());
-        let mut hls = self.hls.write().expect("hls lock");
-        if !hls.data.is_empty() {
-            hls.media_playlist = Some(Bytes::from(hls.window.render(true)));
-        }
-        drop(hls);
-        if let Some(ll) = &self.ll {
-            ll.end();
+        let renditions: Vec<Arc<Rendition>> = {
+            let variants = self.variants.read().expect("variants lock");
+            variants.slots.iter().map(|s| s.rendition.clone()).collect()
+        };
+        for rendition in renditions {
+            rendition.end();
         }
     }
 
     pub fn master_playlist(&self) -> Option<Bytes> {
-        self.hls.read().expect("hls lock").master_playlist.clone()
-    }
-
-    pub fn media_playlist(&self) -> Option<Bytes> {
-        self.hls.read().expect("hls lock").media_playlist.clone()
-    }
-
-    pub fn segment(&self, sequence: u64) -> Option<Bytes> {
-        let hls = self.hls.read().expect("hls lock");
-        // Sequences are consecutive, so the position is an offset from the oldest.
-        let first = hls.data.front()?.0;
-        let idx = usize::try_from(sequence.checked_sub(first)?).ok()?;
-        hls.data
-            .get(idx)
-            .filter(|(seq, _)| *seq == sequence)
-            .map(|(_, data)| data.clone())
+        self.variants.read().expect("variants lock").master.clone()
     }
 
     fn expired(&self, linger: Duration) -> bool {
@@ -396,6 +599,13 @@ mod tests {
         }
     }
 
+    fn ts<R>(stream: &LiveStream, f: impl FnOnce(&TsRendition) -> R) -> R {
+        match &*stream.source() {
+            Rendition::Ts(ts) => f(ts),
+            Rendition::Ll(_) => panic!("not an MPEG-TS stream"),
+        }
+    }
+
     fn registry() -> Streams {
         Streams::new(3, Duration::from_secs(2), Metrics::default())
     }
@@ -405,22 +615,25 @@ mod tests {
         let streams = registry();
         let stream = streams.claim("cam", Packaging::Ts).unwrap();
         for seq in 0..6 {
-            stream.push_segment(segment(seq, false), Bytes::from_static(b"#EXTM3U\n"));
+            ts(&stream, |r| r.push_segment(segment(seq, false)));
         }
-        let playlist = String::from_utf8(stream.media_playlist().unwrap().to_vec()).unwrap();
+        let playlist = String::from_utf8(ts(&stream, |r| r.playlist()).unwrap().to_vec()).unwrap();
         assert!(playlist.contains("#EXT-X-MEDIA-SEQUENCE:3"), "{playlist}");
         assert!(!playlist.contains("\n2.ts"), "{playlist}");
         for seq in 0..6 {
             assert_eq!(
-                stream.segment(seq).map(|d| d[0]),
+                ts(&stream, |r| r.segment(seq)).map(|d| d[0]),
                 Some(seq as u8),
                 "segment {seq}"
             );
         }
-        stream.push_segment(segment(6, false), Bytes::new());
-        assert!(stream.segment(0).is_none(), "kept longer than two windows");
-        assert!(stream.segment(1).is_some());
-        assert!(stream.segment(7).is_none());
+        ts(&stream, |r| r.push_segment(segment(6, false)));
+        assert!(
+            ts(&stream, |r| r.segment(0)).is_none(),
+            "kept longer than two windows"
+        );
+        assert!(ts(&stream, |r| r.segment(1)).is_some());
+        assert!(ts(&stream, |r| r.segment(7)).is_none());
     }
 
     #[test]
@@ -431,9 +644,9 @@ mod tests {
             streams.claim("cam", Packaging::Ts).is_err(),
             "a second publisher got a live name"
         );
-        stream.push_segment(segment(0, false), Bytes::new());
+        ts(&stream, |r| r.push_segment(segment(0, false)));
         streams.release(&stream);
-        let playlist = String::from_utf8(stream.media_playlist().unwrap().to_vec()).unwrap();
+        let playlist = String::from_utf8(ts(&stream, |r| r.playlist()).unwrap().to_vec()).unwrap();
         assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
         let again = streams
             .claim("cam", Packaging::Ts)
@@ -469,13 +682,19 @@ mod tests {
             audio: Some(media::fmp4::AudioParams::new(&asc, &[0x11, 0x90])),
         };
         let mut packager = Packager::new(PackagerConfig::default(), tracks);
-        let rendition = stream.ll.as_ref().unwrap();
+        let source = stream.source();
+        let Rendition::Ll(rendition) = &*source else {
+            panic!("an LL-HLS stream has an LL-HLS source rendition")
+        };
         for n in 0..100u64 {
-            rendition.apply(packager.push_audio(AudioFrame {
-                dts: 900_000 + n * 1_920,
-                data: Bytes::from_static(&[0x21, 0]),
-                received: SystemTime::now(),
-            }));
+            rendition.apply(
+                packager.push_audio(AudioFrame {
+                    dts: 900_000 + n * 1_920,
+                    data: Bytes::from_static(&[0x21, 0]),
+                    received: SystemTime::now(),
+                }),
+                &[],
+            );
         }
         let position = rendition.position();
         assert!(!position.ended);
@@ -489,7 +708,7 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!woken.is_finished(), "nothing satisfied it yet");
-        rendition.apply(packager.finish());
+        rendition.apply(packager.finish(), &[]);
         streams.release(&stream);
         assert_eq!(woken.await.unwrap().ok(), Some(true));
         let playlist = String::from_utf8(rendition.playlist().unwrap().to_vec()).unwrap();
@@ -501,16 +720,149 @@ mod tests {
     fn a_discontinuity_leaving_the_window_bumps_the_discontinuity_sequence() {
         let streams = registry();
         let stream = streams.claim("cam", Packaging::Ts).unwrap();
-        stream.push_segment(segment(0, false), Bytes::new());
-        stream.push_segment(segment(1, true), Bytes::new());
+        ts(&stream, |r| r.push_segment(segment(0, false)));
+        ts(&stream, |r| r.push_segment(segment(1, true)));
         for seq in 2..5 {
-            stream.push_segment(segment(seq, false), Bytes::new());
+            ts(&stream, |r| r.push_segment(segment(seq, false)));
         }
-        let playlist = String::from_utf8(stream.media_playlist().unwrap().to_vec()).unwrap();
+        let playlist = String::from_utf8(ts(&stream, |r| r.playlist()).unwrap().to_vec()).unwrap();
         assert!(
             playlist.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"),
             "{playlist}"
         );
         assert!(!playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+    }
+
+    fn info(bandwidth: u64, width: u32) -> VariantInfo {
+        VariantInfo {
+            bandwidth,
+            average_bandwidth: Some(bandwidth - 1),
+            resolution: Some((width, width * 9 / 16)),
+            codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()],
+            frame_rate: Some(30.0),
+        }
+    }
+
+    fn uris(master: &Bytes) -> Vec<String> {
+        String::from_utf8(master.to_vec())
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_master_lists_the_source_first_then_rungs_with_media_by_bandwidth_and_forgets_dropped_ones()
+     {
+        let streams = registry();
+        let stream = streams.claim("cam", Packaging::Ts).unwrap();
+        stream.add_rendition("480");
+        stream.add_rendition("960");
+        stream.set_variant("960", info(2_500_000, 960));
+        assert_eq!(
+            stream.master_playlist(),
+            None,
+            "no master before the source has media"
+        );
+        stream.set_variant(SOURCE, info(4_000_000, 1280));
+        assert_eq!(
+            uris(&stream.master_playlist().unwrap()),
+            ["cam_src/index.m3u8", "cam_960/index.m3u8"],
+            "a rung without media yet is not listed"
+        );
+        stream.set_variant("480", info(600_000, 480));
+        let master = stream.master_playlist().unwrap();
+        assert_eq!(
+            uris(&master),
+            [
+                "cam_src/index.m3u8",
+                "cam_960/index.m3u8",
+                "cam_480/index.m3u8"
+            ]
+        );
+        assert!(
+            String::from_utf8(master.to_vec())
+                .unwrap()
+                .contains("BANDWIDTH=600000,AVERAGE-BANDWIDTH=599999,RESOLUTION=480x270"),
+            "{master:?}"
+        );
+        stream.remove_rendition("960");
+        assert_eq!(
+            uris(&stream.master_playlist().unwrap()),
+            ["cam_src/index.m3u8", "cam_480/index.m3u8"]
+        );
+        assert!(stream.rendition("960").is_none());
+        stream.remove_rendition(SOURCE);
+        assert!(
+            stream.rendition(SOURCE).is_some(),
+            "the source is never removed"
+        );
+        assert_eq!(stream.listed_variants(), ["cam_src", "cam_480"]);
+    }
+
+    #[test]
+    fn an_ll_rendition_reports_its_listed_siblings() {
+        use media::llhls::{AudioFrame, Packager, PackagerConfig, Tracks};
+        let streams = registry();
+        let config = WindowConfig {
+            window: 3,
+            part_target: Duration::from_millis(334),
+            segment_target: Duration::from_secs(2),
+        };
+        let stream = streams.claim("ll", Packaging::LlHls(config)).unwrap();
+        stream.add_rendition("480");
+        let asc = media::aac::AudioSpecificConfig::parse(&[0x11, 0x90]).unwrap();
+        let tracks = Tracks {
+            video: None,
+            audio: Some(media::fmp4::AudioParams::new(&asc, &[0x11, 0x90])),
+        };
+        let mut packagers: Vec<Packager> = (0..2)
+            .map(|_| Packager::new(PackagerConfig::default(), tracks.clone()))
+            .collect();
+        for n in 0..100u64 {
+            for (packager, suffix) in packagers.iter_mut().zip([SOURCE, "480"]) {
+                let events = packager.push_audio(AudioFrame {
+                    dts: 900_000 + n * 1_920,
+                    data: Bytes::from_static(&[0x21, 0]),
+                    received: SystemTime::now(),
+                });
+                stream.apply_ll(suffix, events);
+            }
+        }
+        let playlist = |suffix: &str| match &*stream.rendition(suffix).unwrap() {
+            Rendition::Ll(ll) => String::from_utf8(ll.playlist().unwrap().to_vec()).unwrap(),
+            Rendition::Ts(_) => unreachable!(),
+        };
+        assert!(
+            !playlist(SOURCE).contains("RENDITION-REPORT"),
+            "a rung not yet in the master is not reported"
+        );
+        stream.set_variant(SOURCE, info(200_000, 16));
+        stream.set_variant("480", info(100_000, 16));
+        for (packager, suffix) in packagers.iter_mut().zip([SOURCE, "480"]) {
+            for n in 100..120u64 {
+                let events = packager.push_audio(AudioFrame {
+                    dts: 900_000 + n * 1_920,
+                    data: Bytes::from_static(&[0x21, 0]),
+                    received: SystemTime::now(),
+                });
+                stream.apply_ll(suffix, events);
+            }
+        }
+        let src = playlist(SOURCE);
+        let rung = playlist("480");
+        assert!(
+            src.contains("#EXT-X-RENDITION-REPORT:URI=\"../ll_480/index.m3u8\",LAST-MSN="),
+            "{src}"
+        );
+        assert!(
+            rung.contains("#EXT-X-RENDITION-REPORT:URI=\"../ll_src/index.m3u8\",LAST-MSN="),
+            "{rung}"
+        );
+        assert!(
+            !src.contains("ll_src/index"),
+            "a rendition does not report itself: {src}"
+        );
     }
 }

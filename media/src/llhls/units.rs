@@ -67,6 +67,14 @@ impl TagUnits {
         Self::default()
     }
 
+    /// A front end whose output timeline starts at input timestamp `anchor_ms` (see
+    /// `Timeline::anchored`): variants of one stream given the same anchor line up.
+    pub fn anchored(anchor_ms: Option<u32>) -> Self {
+        let mut units = Self::default();
+        units.timeline = units.timeline.anchored(anchor_ms);
+        units
+    }
+
     /// Codecs, picture size and frame rate, audio rate and channels, from the sequence headers
     /// (no bitrates: the caller measures those on its output).
     pub fn stream_info(&self) -> StreamInfo {

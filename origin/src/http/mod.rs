@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::Origin;
 use crate::metrics::RequestKind;
+use crate::streams::Rendition;
 
 const PLAYLIST_TYPE: HeaderValue = HeaderValue::from_static("application/vnd.apple.mpegurl");
 const SEGMENT_TYPE: HeaderValue = HeaderValue::from_static("video/mp2t");
@@ -81,17 +82,19 @@ async fn variant_file(
         RequestKind::Other
     };
     origin.metrics.http_requests.inc(kind);
-    let Some(name) = variant.strip_suffix("_src") else {
+    // `NAME_src` or `NAME_480`: stream names may hold '_', variant suffixes never do.
+    let Some((name, suffix)) = variant.rsplit_once('_') else {
         return not_found();
     };
-    let Some(stream) = origin.streams.get(name) else {
+    let Some(rendition) = origin.streams.get(name).and_then(|s| s.rendition(suffix)) else {
         return not_found();
     };
-    if let Some(rendition) = &stream.ll {
-        return llhls::serve(&origin, rendition, &file, query.as_deref()).await;
-    }
+    let rendition = match &*rendition {
+        Rendition::Ll(ll) => return llhls::serve(&origin, ll, &file, query.as_deref()).await,
+        Rendition::Ts(ts) => ts,
+    };
     if file == "index.m3u8" {
-        return match stream.media_playlist() {
+        return match rendition.playlist() {
             Some(body) => playlist_response(body, &origin),
             None => not_found(),
         };
@@ -99,7 +102,7 @@ async fn variant_file(
     let Some(sequence) = file.strip_suffix(".ts").and_then(|n| n.parse::<u64>().ok()) else {
         return not_found();
     };
-    match stream.segment(sequence) {
+    match rendition.segment(sequence) {
         Some(body) => {
             let mut response = Response::new(Body::from(body));
             let headers = response.headers_mut();
@@ -166,6 +169,8 @@ pub struct StreamSummary {
     pub ready: bool,
     /// `ts` (MPEG-TS segments) or `ll-hls` (low-latency HLS with CMAF parts).
     pub hls: &'static str,
+    /// The variants the master playlist lists: `NAME_src`, then the live ladder's rungs.
+    pub variants: Vec<String>,
 }
 
 fn summary(stream: &crate::streams::LiveStream) -> StreamSummary {
@@ -182,7 +187,8 @@ fn summary(stream: &crate::streams::LiveStream) -> StreamSummary {
         uptime_secs: (stream.uptime().as_secs_f64() * 10.0).round() / 10.0,
         playlist: format!("/hls/{}.m3u8", stream.name),
         ready: stream.master_playlist().is_some(),
-        hls: if stream.ll.is_some() { "ll-hls" } else { "ts" },
+        hls: stream.packaging.label(),
+        variants: stream.listed_variants(),
     }
 }
 
