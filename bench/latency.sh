@@ -15,6 +15,8 @@
 #   LATENCY_LLHLS_APP=live     the RTMP application the LL-HLS leg publishes to
 #   LATENCY_SIZE=1280x720  LATENCY_FPS=30  LATENCY_GOP=60   the pushed stream
 #   LATENCY_HLS_CONFIG=JSON    extra hls.js config for every leg (default: none, hls.js defaults)
+#   LATENCY_SYNC_COUNT=2       target durations hls.js holds back on classic playlists, as the
+#                              Spherecast player sets it (LL-HLS keeps PART-HOLD-BACK); 0 = hls.js's 3
 #   SPHERECAST_BIN=FILE        the origin binary to measure (default: build target/release/spherecast)
 #   SPHERECAST_CLOCK_BIN=FILE  the clock stream binary (default: build target/release/spherecast-clock)
 #   BENCH_KEEP=1               keep the run folder (configs, logs, every leg's JSON)
@@ -34,6 +36,7 @@ GOP=${LATENCY_GOP:-60}
 LL_CONFIG=${LATENCY_LLHLS_CONFIG:-}
 LL_APP=${LATENCY_LLHLS_APP:-live}
 HLS_CONFIG=${LATENCY_HLS_CONFIG:-}
+SYNC_COUNT=${LATENCY_SYNC_COUNT:-2}
 NAME=clock
 # shellcheck source=bench/lib/nginx_rtmp.sh
 . "$BENCH/lib/nginx_rtmp.sh"
@@ -192,6 +195,7 @@ for leg in "${LEGS[@]}"; do
   flags=()
   [ "$leg" = ours-llhls ] && flags+=(--low-latency)
   [ -n "$HLS_CONFIG" ] && flags+=(--hls-config "$HLS_CONFIG")
+  flags+=(--sync-count "$SYNC_COUNT")
   label=$leg
   [ "$leg" = nginx ] && label=nginx-rtmp
   [ "$leg" = ours ] && label=spherecast
@@ -239,6 +243,7 @@ print(json.dumps({
         "LATENCY_SECONDS": $SECONDS_PER_LEG, "LATENCY_WARMUP": $WARMUP, "LATENCY_LEAD": $LEAD,
         "LATENCY_SIZE": "$SIZE", "LATENCY_FPS": $FPS, "LATENCY_GOP": $GOP,
         "LATENCY_HLS_CONFIG": os.environ.get("LATENCY_HLS_CONFIG", ""),
+        "LATENCY_SYNC_COUNT": $SYNC_COUNT,
         "LATENCY_LLHLS_CONFIG": os.environ.get("LATENCY_LLHLS_CONFIG", ""),
         "LATENCY_LLHLS_APP": "$LL_APP",
     },

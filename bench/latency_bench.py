@@ -78,6 +78,8 @@ def cmd_leg(args):
         cmd.append("--low-latency")
     if args.hls_config:
         cmd += ["--hls-config", args.hls_config]
+    if args.sync_count:
+        cmd += ["--sync-count", str(args.sync_count)]
     b0 = machine_ticks()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     b1 = machine_ticks()
@@ -164,6 +166,7 @@ def main():
     p.add_argument("--warmup", type=float, default=10)
     p.add_argument("--low-latency", action="store_true")
     p.add_argument("--hls-config", default="")
+    p.add_argument("--sync-count", type=int, default=0)
     p.add_argument("--out", required=True)
     p = sub.add_parser("report")
     p.add_argument("--meta", default="{}", help="JSON object merged into the results document")

@@ -435,6 +435,53 @@ mod tests {
     }
 
     #[test]
+    fn a_ladder_is_off_unless_its_table_is_there_and_rung_names_must_fit_a_url() {
+        let cfg: OriginConfig = toml::from_str("[applications.x]\n").unwrap();
+        assert_eq!(cfg.applications["x"].ladder, None);
+        let cfg: OriginConfig = toml::from_str("[applications.x]\nladder = {}\n").unwrap();
+        let ladder = cfg.applications["x"].ladder.as_ref().unwrap();
+        let names: Vec<&str> = ladder.rungs.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["_480", "_960", "_1920"]);
+        cfg.validate().unwrap();
+
+        for (rungs, says) in [
+            (
+                r#"[{ name = "_src", width = 320, video_kbps = 400 }]"#,
+                "\"_src\"",
+            ),
+            (
+                r#"[{ name = "_hd_low", width = 320, video_kbps = 400 }]"#,
+                "\"_hd_low\"",
+            ),
+            (
+                r#"[{ name = "480", width = 480, video_kbps = 400 }]"#,
+                "\"480\"",
+            ),
+            (
+                r#"[{ name = "_a/b", width = 480, video_kbps = 400 }]"#,
+                "\"_a/b\"",
+            ),
+            (
+                r#"[{ name = "_480", width = 481, video_kbps = 400 }]"#,
+                "even",
+            ),
+        ] {
+            let cfg: OriginConfig =
+                toml::from_str(&format!("[applications.x.ladder]\nrungs = {rungs}\n")).unwrap();
+            let err = cfg.validate().unwrap_err();
+            assert!(matches!(err, ConfigError::BadLadder { .. }), "{rungs}");
+            let text = err.to_string();
+            assert!(
+                text.contains("[origin.applications.x.ladder]") && text.contains(says),
+                "{rungs}: {text}"
+            );
+        }
+        let err =
+            toml::from_str::<OriginConfig>("[applications.x.ladder]\nmax_lag = 3\n").unwrap_err();
+        assert!(err.to_string().contains("max_lag"), "{err}");
+    }
+
+    #[test]
     fn omitted_keys_take_their_defaults() {
         let cfg: OriginConfig = toml::from_str("[hls]\nwindow = 3\n").unwrap();
         assert_eq!(cfg.hls.window, 3);

@@ -371,9 +371,21 @@ document.getElementById("play").addEventListener("click", () => {
 
 // ---- Playback ------------------------------------------------------------------------------
 
+/** Target durations to hold back from the live edge of a classic playlist (`?hold=N`). */
+function holdBackSegments() {
+  const given = Number(params.get("hold"));
+  return Number.isInteger(given) && given >= 1 && given <= 10 ? given : 2;
+}
+
 function attach(url) {
   if (window.Hls && Hls.isSupported()) {
     const hls = new Hls({ liveDurationInfinity: true });
+    // A classic playlist has no HOLD-BACK, so hls.js holds back liveSyncDurationCount target
+    // durations (3: about 7.5 s glass to glass with 2 s segments). Two still leave a whole
+    // segment of margin and bring it under 6 s; `?hold=3` restores hls.js's default. Set on
+    // the config, not in the constructor: a constructor value would also override LL-HLS's
+    // PART-HOLD-BACK.
+    hls.config.liveSyncDurationCount = holdBackSegments();
     hls.on(Hls.Events.ERROR, (_, data) => {
       if (!data.fatal) return;
       showError(`Playback error: ${data.type} ${data.details}${data.response ? ` (HTTP ${data.response.code})` : ""}`);

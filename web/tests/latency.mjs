@@ -12,11 +12,14 @@
 // server works without CORS: spherecast or nginx-rtmp.
 //
 // Usage: node web/tests/latency.mjs PLAYLIST_URL [--seconds 60] [--warmup 10]
-//          [--low-latency] [--hls-config JSON] [--samples] [--timeout 40]
+//          [--low-latency] [--hls-config JSON] [--sync-count N] [--samples] [--timeout 40]
 //   --seconds      how long to sample, after the warm-up
 //   --warmup       seconds of playback before sampling starts (hls.js settles on its live edge)
 //   --low-latency  hls.js lowLatencyMode on (for LL-HLS); otherwise hls.js defaults
 //   --hls-config   extra hls.js config as JSON, e.g. '{"liveSyncDurationCount":2}'
+//   --sync-count N what the Spherecast player does: hold back N target durations on classic
+//                  playlists (set on hls.config after construction, so LL-HLS playlists keep
+//                  their PART-HOLD-BACK); 0 = hls.js's default (3)
 //   --samples      include every sample [display ms, code ms, media time s] in the output
 //   --timeout      seconds to wait for the first presented frame
 // Prints one JSON object; exits 1 when no frame could be read.
@@ -29,7 +32,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const web = join(here, "..");
 
 function parseArgs(argv) {
-  const opts = { seconds: 60, warmup: 10, lowLatency: false, hlsConfig: {}, samples: false, timeout: 40 };
+  const opts = { seconds: 60, warmup: 10, lowLatency: false, hlsConfig: {}, syncCount: 0, samples: false, timeout: 40 };
   const rest = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -44,6 +47,7 @@ function parseArgs(argv) {
     else if (a === "--low-latency") opts.lowLatency = true;
     else if (a === "--samples") opts.samples = true;
     else if (a === "--hls-config") opts.hlsConfig = JSON.parse(argv[++i]);
+    else if (a === "--sync-count") opts.syncCount = num(a);
     else if (a.startsWith("--")) throw new Error(`unknown option ${a}`);
     else rest.push(a);
   }
@@ -72,7 +76,7 @@ import { readClock, BAND_ROWS, GRID_ROWS } from "./clock-code.mjs";
 const state = window.__latency = {
   samples: [], unreadable: [], errors: [], waiting: [], firstFrameAt: null, sizes: {},
 };
-const { url, hlsConfig } = JSON.parse(decodeURIComponent(location.hash.slice(1)));
+const { url, hlsConfig, syncCount } = JSON.parse(decodeURIComponent(location.hash.slice(1)));
 const video = document.getElementById("video");
 const canvas = document.createElement("canvas");
 canvas.width = 680;
@@ -104,6 +108,7 @@ if (!window.Hls || !Hls.isSupported()) {
   state.errors.push("hls.js is not supported in this browser");
 } else {
   const hls = window.__hls = new Hls(hlsConfig);
+  if (syncCount > 0) hls.config.liveSyncDurationCount = syncCount;
   hls.on(Hls.Events.ERROR, (_, d) => {
     state.errors.push(d.type + "/" + d.details + (d.fatal ? " (fatal)" : ""));
     if (d.fatal && d.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
@@ -141,7 +146,7 @@ const browser = await chromium.launch({
   ],
 });
 const result = {
-  url: opts.url, lowLatency: opts.lowLatency, hlsConfig, warmupSeconds: opts.warmup,
+  url: opts.url, lowLatency: opts.lowLatency, hlsConfig, syncCount: opts.syncCount, warmupSeconds: opts.warmup,
   seconds: opts.seconds, samples: 0, unreadable: 0, latencyMs: null, errors: [],
 };
 let state = null;
@@ -156,7 +161,7 @@ try {
     return route.fulfill({ status: 200, contentType: file[0], body: file[1] });
   });
   const started = Date.now();
-  await page.goto(`${origin}/__latency__/index.html#${encodeURIComponent(JSON.stringify({ url: opts.url, hlsConfig }))}`);
+  await page.goto(`${origin}/__latency__/index.html#${encodeURIComponent(JSON.stringify({ url: opts.url, hlsConfig, syncCount: opts.syncCount }))}`);
   const firstFrame = await page.waitForFunction(
     () => window.__latency && window.__latency.firstFrameAt,
     null,
