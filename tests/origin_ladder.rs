@@ -131,7 +131,7 @@ fn the_default_ladder_is_listed_beside_the_source_and_every_rung_cuts_at_the_sam
         serde_json::from_slice(&get(&server.http_url("/api/streams/cam")).body).unwrap();
     assert_eq!(
         api["variants"],
-        serde_json::json!(["cam_src", "cam_480", "cam_960"])
+        serde_json::json!(["cam_src", "cam_960", "cam_480"])
     );
     assert_eq!(metrics(&server, "spherecast_origin_ladder_rungs"), 2.0);
 

@@ -403,35 +403,43 @@ impl LiveStream {
     /// The master playlist: the passthrough first (once it has media), then every rung with
     /// media, highest bandwidth first.
     fn render_master(&self, variants: &mut Variants) {
-        let Some(source) = variants.slots.first().and_then(|s| s.info.clone()) else {
-            return;
-        };
-        let entry = |suffix: &str, info: VariantInfo| media::playlist::Variant {
-            bandwidth: info.bandwidth.max(1),
-            average_bandwidth: info.average_bandwidth,
-            resolution: info.resolution,
-            codecs: info.codecs,
-            frame_rate: info.frame_rate,
-            uri: format!("{}_{suffix}/index.m3u8", self.name),
-        };
-        let mut rungs: Vec<media::playlist::Variant> = variants.slots[1..]
-            .iter()
-            .filter_map(|s| s.info.clone().map(|info| entry(&s.suffix, info)))
+        let listed: Vec<media::playlist::Variant> = Self::listed(variants)
+            .into_iter()
+            .map(|(suffix, info)| media::playlist::Variant {
+                bandwidth: info.bandwidth.max(1),
+                average_bandwidth: info.average_bandwidth,
+                resolution: info.resolution,
+                codecs: info.codecs.clone(),
+                frame_rate: info.frame_rate,
+                uri: format!("{}_{suffix}/index.m3u8", self.name),
+            })
             .collect();
-        rungs.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
-        let mut all = vec![entry(SOURCE, source)];
-        all.extend(rungs);
-        variants.master = Some(Bytes::from(media::playlist::master_playlist(&all)));
+        if !listed.is_empty() {
+            variants.master = Some(Bytes::from(media::playlist::master_playlist(&listed)));
+        }
     }
 
-    /// Suffixes of the variants the master playlist lists, in its order of slots.
+    /// What the master lists, in its order: nothing before the passthrough has media.
+    fn listed(variants: &Variants) -> Vec<(&str, &VariantInfo)> {
+        let Some(source) = variants.slots.first().and_then(|s| s.info.as_ref()) else {
+            return Vec::new();
+        };
+        let mut rungs: Vec<(&str, &VariantInfo)> = variants.slots[1..]
+            .iter()
+            .filter_map(|s| s.info.as_ref().map(|info| (s.suffix.as_str(), info)))
+            .collect();
+        rungs.sort_by_key(|(_, info)| std::cmp::Reverse(info.bandwidth));
+        let mut all = vec![(SOURCE, source)];
+        all.extend(rungs);
+        all
+    }
+
+    /// The variants the master playlist lists (`NAME_src`, `NAME_960`...), in its order.
     pub fn listed_variants(&self) -> Vec<String> {
         let variants = self.variants.read().expect("variants lock");
-        variants
-            .slots
-            .iter()
-            .filter(|s| s.info.is_some())
-            .map(|s| format!("{}_{}", self.name, s.suffix))
+        Self::listed(&variants)
+            .into_iter()
+            .map(|(suffix, _)| format!("{}_{suffix}", self.name))
             .collect()
     }
 
@@ -799,6 +807,14 @@ mod tests {
             "the source is never removed"
         );
         assert_eq!(stream.listed_variants(), ["cam_src", "cam_480"]);
+        stream.set_variant("480", info(5_000_000, 480));
+        stream.add_rendition("1080");
+        stream.set_variant("1080", info(4_500_000, 1080));
+        assert_eq!(
+            stream.listed_variants(),
+            ["cam_src", "cam_480", "cam_1080"],
+            "the master's order: the source, then by bandwidth"
+        );
     }
 
     #[test]
