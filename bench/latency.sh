@@ -74,18 +74,6 @@ chmod 755 "$RUN"
 PUSH_PID=""
 declare -A PID=() RTMP=() HTTP=() LOG=()
 
-stop_pid() { # pid, seconds to wait after SIGTERM
-  local pid=$1 wait=${2:-15} i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < wait * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
   local rc=$? pid
   trap - EXIT INT TERM
@@ -109,13 +97,13 @@ if [ -n "${SPHERECAST_BIN:-}" ]; then
   [ -x "$SPHERECAST_BIN" ] || die "SPHERECAST_BIN=$SPHERECAST_BIN is not an executable"
 else
   SPHERECAST_BIN=$TARGET/release/spherecast
-  BUILD+=(-p spherecast --bin spherecast)
+  BUILD=(--workspace --bins)
 fi
 if [ -n "${SPHERECAST_CLOCK_BIN:-}" ]; then
   [ -x "$SPHERECAST_CLOCK_BIN" ] || die "SPHERECAST_CLOCK_BIN=$SPHERECAST_CLOCK_BIN is not an executable"
 else
   SPHERECAST_CLOCK_BIN=$TARGET/release/spherecast-clock
-  BUILD+=(-p testkit --bin spherecast-clock)
+  BUILD=(--workspace --bins)
 fi
 if [ ${#BUILD[@]} -gt 0 ]; then
   echo "== building ${BUILD[*]} (release, $TARGET)"

@@ -13,6 +13,7 @@
 #   BENCH_ONLY=nginx|ours     run one server only (default: both)
 #   BENCH_KEEP=1              keep the run folder (logs, configs, per-step JSON and HTML reports)
 #   BENCH_QUIET_WAIT=120      seconds to wait for other load on the machine to stop first
+#   SPHERECAST_BIN=FILE       the binary to measure (default: build target/release/spherecast)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -26,7 +27,6 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then
 else
   STEPS=${BENCH_STEPS:-"500 1000 2000 3000 4000 5000"} RAMP=${BENCH_RAMP:-30} DURATION=${BENCH_DURATION:-180}
 fi
-RTMP_MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
 
 die() { echo "bench: $*" >&2; exit 1; }
 
@@ -34,8 +34,9 @@ case "$ONLY" in both|nginx|ours) ;; *) die "BENCH_ONLY must be nginx, ours or bo
 for tool in nginx ffmpeg python3 cargo; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found: run scripts/setup.sh"
 done
-[ -f "$RTMP_MODULE" ] || RTMP_MODULE=$(dpkg -L libnginx-mod-rtmp 2>/dev/null | grep 'ngx_rtmp_module\.so$' | head -1 || true)
-[ -n "$RTMP_MODULE" ] && [ -f "$RTMP_MODULE" ] || die "ngx_rtmp_module.so not found: run scripts/setup.sh (libnginx-mod-rtmp)"
+# shellcheck source=bench/lib/nginx_rtmp.sh
+. "$BENCH/lib/nginx_rtmp.sh"
+nginx_rtmp_module >/dev/null || die "ngx_rtmp_module.so not found: run scripts/setup.sh (libnginx-mod-rtmp)"
 
 # Every viewer holds a connection on each side of loopback: the generator, the server and
 # nginx's workers need file descriptors for all of them.
@@ -87,9 +88,16 @@ OURS_COMMAND=origin
 # 1. Our binary (the server and the load generator), copied so that a rebuild by someone else
 # during the run cannot swap it.
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET/release/spherecast
-echo "== building $BIN"
-cargo build --release --bin spherecast || die "cargo build --release --bin spherecast failed"
+if [ -n "${SPHERECAST_BIN:-}" ]; then
+  [ -x "$SPHERECAST_BIN" ] || die "SPHERECAST_BIN=$SPHERECAST_BIN is not an executable"
+  BIN=$SPHERECAST_BIN
+else
+  BIN=$TARGET/release/spherecast
+  # The whole workspace's binaries: the same features as any other release build, so the
+  # other benchmarks reuse it (building one package alone would rebuild shared dependencies).
+  echo "== building $BIN"
+  cargo build --release --locked --workspace --bins || die "cargo build --release failed"
+fi
 LOADTEST=$RUN/spherecast-loadtest
 cp "$BIN" "$LOADTEST"
 

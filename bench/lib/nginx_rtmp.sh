@@ -1,6 +1,24 @@
 # Sourced by the benchmarks that run nginx + nginx-rtmp-module beside our origin
-# (bench/origin.sh, bench/latency.sh): one configuration, so every comparison is against the
-# same nginx-rtmp. Needs bash; defines functions only.
+# (bench/origin.sh, bench/viewers.sh through bench/servers.sh, bench/latency.sh): one
+# configuration, so every comparison is against the same nginx-rtmp. Needs bash; defines
+# functions only. Knobs (defaults are what bench/origin.sh and bench/latency.sh measure with):
+#   NGINX_WORKERS=1         nginx worker_processes
+#   NGINX_CONNECTIONS=1024  nginx worker_connections (and twice that as worker_rlimit_nofile)
+#   NGINX_HTTP_EXTRA=""     extra directives for nginx's http block
+
+# Stops a process: SIGTERM, up to SECONDS (default 15) to exit, then SIGKILL; reaps it.
+# Usage: stop_pid PID [SECONDS]
+stop_pid() {
+  local pid=$1 wait=${2:-15} i
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < wait * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
 
 # Prints the path of ngx_rtmp_module.so (Debian's libnginx-mod-rtmp), or fails.
 nginx_rtmp_module() {
@@ -24,14 +42,15 @@ start_nginx_rtmp() {
   cat >"$dir/nginx.conf" <<CONF
 load_module $module;
 $user
-worker_processes 1;
+worker_processes ${NGINX_WORKERS:-1};
+worker_rlimit_nofile $(( ${NGINX_CONNECTIONS:-1024} * 2 ));
 daemon off;
 master_process on;
 pid $dir/nginx.pid;
 error_log $dir/logs/error.log warn;
 
 events {
-    worker_connections 1024;
+    worker_connections ${NGINX_CONNECTIONS:-1024};
 }
 
 rtmp {
@@ -53,6 +72,7 @@ rtmp {
 
 http {
     access_log off;
+    ${NGINX_HTTP_EXTRA:-}
     client_body_temp_path $dir/tmp/body;
     proxy_temp_path $dir/tmp/proxy;
     fastcgi_temp_path $dir/tmp/fastcgi;
