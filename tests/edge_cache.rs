@@ -299,3 +299,79 @@ fn the_edge_coalesces_a_crowd_into_one_origin_request_per_object_and_fails_over_
     assert_eq!(first.body, again.body);
     assert_eq!(get(&backup.http_url(&newer_path)).body, first.body);
 }
+
+#[test]
+fn ll_hls_blocking_reloads_through_the_edge_are_cached_per_part_and_never_answer_a_plain_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("ll.toml");
+    std::fs::write(&config, "[origin.applications.live]\nhls = \"ll-hls\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let origin = Spherecast::start(
+        "origin",
+        &tmp.path().join("origin"),
+        &["--config", config],
+        &[],
+    )
+    .unwrap();
+    let _pushes = Pushes(vec![
+        clip::push_test_pattern(&origin.rtmp_url(STREAM), 320, 240, 30, 60.0, 60).unwrap(),
+    ]);
+    let template = testkit::repo_root().join("infra/edge/nginx.conf");
+    let addr = origin.http.to_string();
+    let edge = Nginx::start(
+        &template,
+        &[("PRIMARY_ORIGIN", &addr), ("BACKUP_ORIGIN", &addr)],
+    )
+    .unwrap();
+    let path = format!("/hls/{STREAM}_src/index.m3u8");
+    let live = wait_until(&origin.http_url(&path), Duration::from_secs(30), |r| {
+        r.status == 200 && !testkit::hls::parse_ll_media(&r.text()).segments.is_empty()
+    });
+    let (msn, index) = testkit::hls::parse_ll_media(&live.text())
+        .last_part()
+        .unwrap();
+
+    // A plain request first: under the old key (the bare URI) the blocking answers below
+    // would have been mixed up with it.
+    assert_eq!(get(&edge.url(&path)).status, 200);
+
+    // A crowd blocked on the part after the newest: each gets a playlist that holds it (not
+    // the copy cached for the bare URL), and the crowd is one origin request.
+    let awaited = (msn, index + 2);
+    let blocking = format!("{path}?_HLS_msn={}&_HLS_part={}", awaited.0, awaited.1);
+    let origin_before = requests(&origin, "playlist");
+    let (responses, elapsed) = burst(&edge.url(&blocking), 50);
+    let origin_requests = requests(&origin, "playlist") - origin_before;
+    println!(
+        "{blocking}: 50 blocked requests in {elapsed:?}, {origin_requests} reached the origin, cache statuses {:?}",
+        cache_statuses(&responses)
+    );
+    for response in &responses {
+        assert_eq!(response.status, 200, "{}", edge.error_log_text());
+        let answered = testkit::hls::parse_ll_media(&response.text());
+        assert!(
+            answered.last_part().unwrap() >= awaited,
+            "a blocked request got a playlist without the part it waited for:\n{}",
+            response.text()
+        );
+    }
+    assert_eq!(
+        origin_requests,
+        1,
+        "{:?}; nginx:\n{}",
+        cache_statuses(&responses),
+        edge.error_log_text()
+    );
+
+    // A plain request never gets the cached blocking answer: the origin says `no-cache` for
+    // the live edge, so the edge asks it again. The blocking answer stays cached for its URL.
+    let origin_before = requests(&origin, "playlist");
+    let plain = get(&edge.url(&path));
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("cache-control"), "no-cache");
+    assert_ne!(plain.header("x-cache-status"), "HIT");
+    assert_eq!(requests(&origin, "playlist") - origin_before, 1);
+    let blocked_again = get(&edge.url(&blocking));
+    assert_eq!(blocked_again.header("x-cache-status"), "HIT");
+    assert_eq!(blocked_again.body, responses[0].body);
+}

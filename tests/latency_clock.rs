@@ -3,7 +3,6 @@
 //! real origin and hls.js in headless Chromium, reads clock values that advance with playback
 //! and give a positive, plausible latency.
 
-use std::process::Command;
 use std::time::Duration;
 
 use testkit::clock::{self, ClockPush, Frame, PushOptions, WHITE};
@@ -28,20 +27,10 @@ fn paint_cell(frame: &mut Frame, index: u32, value: u8) {
 
 /// What `web/tests/clock-read.mjs` (the browser's decoder, run by node) reads from each file.
 fn js_read(width: u32, height: u32, files: &[std::path::PathBuf]) -> Vec<Option<u64>> {
-    let script = testkit::repo_root().join("web/tests/clock-read.mjs");
-    let output = Command::new("node")
-        .arg(script)
-        .arg(width.to_string())
-        .arg(height.to_string())
-        .args(files)
-        .output()
-        .expect("node runs (scripts/setup.sh installs it)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("clock-read.mjs prints a JSON array")
+    let mut args = vec![width.to_string(), height.to_string()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let read = testkit::browser::run_script("clock-read.mjs", &args);
+    serde_json::from_value(read).expect("clock-read.mjs prints a JSON array")
 }
 
 #[test]

@@ -300,7 +300,7 @@ rungs = [{ name = "_320", width = 320, video_kbps = 400 }, { name = "_1280", wid
     let url = server.http_url("/hls/low_320/index.m3u8");
     let fetched = wait_until(&url, Duration::from_secs(30), |r| {
         r.status == 200
-            && parse_ll_media(&r.text()).segments.len() >= 1
+            && !parse_ll_media(&r.text()).segments.is_empty()
             && r.text().contains("#EXT-X-RENDITION-REPORT")
     });
     let text = fetched.text();

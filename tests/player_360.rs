@@ -121,20 +121,9 @@ fn play(page: &str, shots: &Path) -> serde_json::Value {
             serde_json::json!({"name": name, "yaw": yaw, "pitch": pitch, "points": POINTS})
         })
         .collect();
-    let output = Command::new("node")
-        .arg(testkit::repo_root().join("web/tests/play-360.mjs"))
-        .arg(page)
-        .arg(serde_json::Value::Array(views).to_string())
-        .arg(shots)
-        .output()
-        .expect("node runs (scripts/setup.sh installs it with playwright-core and chromium)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the player did not play {page}:\n{stdout}\n{stderr}"
-    );
-    serde_json::from_str(stdout.trim()).expect("the script prints JSON")
+    let views = serde_json::Value::Array(views).to_string();
+    let args: [&std::ffi::OsStr; 3] = [page.as_ref(), views.as_ref(), shots.as_os_str()];
+    testkit::browser::run_script("play-360.mjs", &args)
 }
 
 /// The video played on, and every sampled point showed what the oracle says: the straight
@@ -397,15 +386,8 @@ console.log(JSON.stringify(out));
         "missing": server.http_url("/player/?url=/hls/nothing.m3u8&projection=equirect"),
         "bad_projection": server.http_url("/player/?url=/hls/nothing.m3u8&projection=cylinder"),
     });
-    let output = Command::new("node")
-        .arg(&file)
-        .arg(pages.to_string())
-        .output()
-        .expect("node runs");
+    let seen = testkit::browser::run_script(".errors-probe.mjs", &[pages.to_string()]);
     let _ = std::fs::remove_file(&file);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|_| panic!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
     assert!(seen["no_url"].as_str().unwrap().contains("?url="), "{seen}");
     assert!(
         seen["missing"].as_str().unwrap().contains("Playback error"),

@@ -1,7 +1,6 @@
 //! The start page in a real headless Chromium: a live stream pushed by ffmpeg is listed and
 //! its player (hls.js, served by the origin) decodes and plays it.
 
-use std::process::Command;
 use std::time::Duration;
 
 use testkit::clip;
@@ -20,23 +19,10 @@ fn the_start_page_plays_a_live_stream_in_chromium() {
         |r| r.status == 200,
     );
 
-    let script = testkit::repo_root().join("web/tests/play-live.mjs");
-    let output = Command::new("node")
-        .arg(&script)
-        .arg(server.http_url("/"))
-        .arg("browser")
-        .output()
-        .expect("node runs (scripts/setup.sh installs it with playwright-core and chromium)");
+    let url = server.http_url("/");
+    let seen = testkit::browser::run_script("play-live.mjs", &[url.as_str(), "browser"]);
     let _ = push.kill();
     let _ = push.wait();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the player did not play:\n{stdout}\n{stderr}"
-    );
-    let seen: serde_json::Value =
-        serde_json::from_str(stdout.trim()).expect("the script prints JSON");
     assert_eq!(seen["videoWidth"], 640, "{seen}");
     assert_eq!(seen["videoHeight"], 360, "{seen}");
     assert!(

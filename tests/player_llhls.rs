@@ -2,7 +2,6 @@
 //! origin: it sees parts and blocking reload in the playlist, loads parts, and the video
 //! advances at the published size.
 
-use std::process::Command;
 use std::time::Duration;
 
 use testkit::clip;
@@ -28,23 +27,10 @@ fn hls_js_in_low_latency_mode_plays_the_ll_hls_stream_in_chromium() {
         |r| r.status == 200,
     );
 
-    let script = testkit::repo_root().join("web/tests/play-llhls.mjs");
-    let output = Command::new("node")
-        .arg(&script)
-        .arg(server.http_url(""))
-        .arg("lowlat")
-        .output()
-        .expect("node runs (scripts/setup.sh installs it with playwright-core and chromium)");
+    let url = server.http_url("");
+    let seen = testkit::browser::run_script("play-llhls.mjs", &[url.as_str(), "lowlat"]);
     let _ = push.kill();
     let _ = push.wait();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "hls.js did not play the LL-HLS stream:\n{stdout}\n{stderr}"
-    );
-    let seen: serde_json::Value =
-        serde_json::from_str(stdout.trim()).expect("the script prints JSON");
     // What hls.js saw, latency estimate included, for whoever reads the test log.
     eprintln!("hls.js: {seen}");
     assert_eq!(seen["videoWidth"], 640, "{seen}");

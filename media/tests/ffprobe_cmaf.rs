@@ -5,7 +5,6 @@
 //! Requires `ffmpeg` and `ffprobe` on PATH (installed by `scripts/setup.sh`); the test fails,
 //! never skips, when they are missing.
 
-use std::process::Command;
 use std::time::SystemTime;
 
 use media::flv::{self, AudioTag, TagKind, VideoTag};
@@ -13,57 +12,19 @@ use media::llhls::units::{TagUnits, Unit};
 use media::llhls::{Event, Packager, PackagerConfig};
 use serde_json::Value;
 
-/// 4 s of 1280x720@30 testsrc (x264, GOP 60) and a 440 Hz sine (AAC), as FLV bytes.
-fn sample_flv(dir: &std::path::Path) -> Vec<u8> {
-    let path = dir.join("sample.flv");
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-t", "4", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "60",
-        ])
-        .args(["-c:a", "aac", "-ac", "2", "-f", "flv"])
-        .arg(&path)
-        .output()
-        .expect("ffmpeg runs (scripts/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(&path).unwrap()
-}
+mod common;
 
-fn ffprobe(path: &std::path::Path) -> (Value, String) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_packets",
-            "-show_streams",
-            "-of",
-            "json",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs (scripts/setup.sh installs it)");
-    assert!(out.status.success(), "ffprobe failed on {}", path.display());
-    (
-        serde_json::from_slice(&out.stdout).unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::{ffprobe_json, sample_flv};
 
 #[test]
 fn ffmpeg_flv_becomes_cmaf_parts_and_segments_that_ffprobe_decodes_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let file = sample_flv(dir.path());
+    let file = sample_flv();
     let mut units = TagUnits::new();
     let mut packager: Option<Packager> = None;
     let mut events = Vec::new();
     let now = SystemTime::now();
-    for tag in flv::parse_file(&file).unwrap().tags {
+    for tag in flv::parse_file(file).unwrap().tags {
         let out = match tag.kind {
             TagKind::Video => {
                 units.push_video_tag(tag.timestamp_ms, &VideoTag::parse(tag.body).unwrap(), now)
@@ -97,7 +58,7 @@ fn ffmpeg_flv_becomes_cmaf_parts_and_segments_that_ffprobe_decodes_whole() {
     assert_eq!(segments, 2, "4 s of 2 s GOPs");
     let path = dir.path().join("all.mp4");
     std::fs::write(&path, [init, by_parts].concat()).unwrap();
-    let (probe, stderr) = ffprobe(&path);
+    let (probe, stderr) = ffprobe_json(&path, "error");
     assert!(stderr.is_empty(), "ffprobe said: {stderr}");
     let streams = probe["streams"].as_array().unwrap();
     let video = streams.iter().find(|s| s["codec_type"] == "video").unwrap();

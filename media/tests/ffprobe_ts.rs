@@ -5,52 +5,15 @@
 //! never skip, when they are missing.
 
 use std::path::Path;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use media::flv::{self, AudioTag, TagKind, VideoTag};
 use media::hls::{LiveSegmenter, Segment, SegmenterConfig};
 use serde_json::Value;
 
-const SETUP_HINT: &str = "ffmpeg/ffprobe not found on PATH: run scripts/setup.sh";
+mod common;
 
-fn require_tool(name: &str) {
-    let ok = Command::new(name)
-        .arg("-version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(ok, "{SETUP_HINT} (could not run `{name} -version`)");
-}
-
-/// 4 s of 1280x720@30 testsrc (x264, GOP 60) and a 440 Hz sine (AAC), as FLV bytes. Made once
-/// per test binary.
-fn sample_flv() -> &'static [u8] {
-    static FLV: OnceLock<Vec<u8>> = OnceLock::new();
-    FLV.get_or_init(|| {
-        require_tool("ffmpeg");
-        let dir = tempfile::tempdir().expect("create temp dir");
-        let path = dir.path().join("sample.flv");
-        let out = Command::new("ffmpeg")
-            .args(["-v", "error", "-y"])
-            .args(["-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-            .args([
-                "-t", "4", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "60",
-            ])
-            .args(["-c:a", "aac", "-ac", "2", "-f", "flv"])
-            .arg(&path)
-            .output()
-            .expect("run ffmpeg");
-        assert!(
-            out.status.success(),
-            "ffmpeg failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::read(&path).expect("read generated FLV")
-    })
-}
+use common::{ffprobe_json, sample_flv};
 
 /// Feeds every audio/video tag of `file` to `seg`, with `ts_offset_ms` added (wrapping) to
 /// each timestamp.
@@ -80,21 +43,14 @@ struct Probe {
 
 /// Runs ffprobe on `path` at log level `level`; returns its JSON and stderr.
 fn ffprobe(path: &Path, level: &str) -> (Probe, String) {
-    require_tool("ffprobe");
-    let out = Command::new("ffprobe")
-        .args(["-v", level, "-show_packets", "-show_streams", "-of", "json"])
-        .arg(path)
-        .output()
-        .expect("run ffprobe");
-    assert!(out.status.success(), "ffprobe failed on {}", path.display());
-    let json: Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
+    let (json, stderr) = ffprobe_json(path, level);
     let list = |key: &str| json[key].as_array().cloned().unwrap_or_default();
     (
         Probe {
             streams: list("streams"),
             packets: list("packets"),
         },
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        stderr,
     )
 }
 

@@ -2,6 +2,7 @@
 //! a live stream that shows the wall clock (`clock`),
 //! and `spherecast up` started on free ports.
 
+pub mod browser;
 pub mod clip;
 pub mod clock;
 pub mod hls;

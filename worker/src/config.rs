@@ -227,42 +227,18 @@ impl WorkerConfig {
         }
         let mut names = std::collections::HashSet::new();
         for rung in &self.rungs {
-            let valid_name = !rung.name.is_empty()
-                && rung.name.len() <= 32
-                && rung
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !valid_name || rung.name == "audio" {
-                return fail(format!(
-                    "rung name {:?} must be 1-32 characters of [A-Za-z0-9_-] and not \"audio\"",
-                    rung.name
-                ));
-            }
-            if !names.insert(rung.name.as_str()) {
-                return fail(format!("rung name {:?} is used twice", rung.name));
-            }
+            let encoder = RungEncoder {
+                name: &rung.name,
+                video_kbps: rung.video_kbps,
+                audio_kbps: rung.audio_kbps,
+                preset: &rung.preset,
+                profile: &rung.profile,
+            };
+            check_rung("rung", &encoder, &mut names).map_err(ConfigError)?;
             if rung.height < 16 || rung.height % 2 != 0 || rung.height > 4320 {
                 return fail(format!(
                     "rung {}: height {} must be even and between 16 and 4320",
                     rung.name, rung.height
-                ));
-            }
-            if rung.video_kbps == 0 || rung.audio_kbps == 0 {
-                return fail(format!("rung {}: bitrates must be above 0", rung.name));
-            }
-            if !PRESETS.contains(&rung.preset.as_str()) {
-                return fail(format!(
-                    "rung {}: unknown x264 preset {:?} (one of {})",
-                    rung.name,
-                    rung.preset,
-                    PRESETS.join(", ")
-                ));
-            }
-            if !["baseline", "main", "high"].contains(&rung.profile.as_str()) {
-                return fail(format!(
-                    "rung {}: profile {:?} must be baseline, main or high",
-                    rung.name, rung.profile
                 ));
             }
         }
@@ -296,6 +272,57 @@ impl WorkerConfig {
             .iter()
             .any(|s| key.ends_with(&s.to_ascii_lowercase()))
     }
+}
+
+/// What every rung of a VOD ladder, flat or cubemap, is checked for.
+pub(crate) struct RungEncoder<'a> {
+    pub name: &'a str,
+    pub video_kbps: u32,
+    pub audio_kbps: u32,
+    pub preset: &'a str,
+    pub profile: &'a str,
+}
+
+/// Checks a rung's name (a folder name, unique among `taken`, which it joins), bitrates,
+/// x264 preset and profile; `kind` ("rung", "cubemap rung") starts each message.
+pub(crate) fn check_rung<'a>(
+    kind: &str,
+    rung: &RungEncoder<'a>,
+    taken: &mut std::collections::HashSet<&'a str>,
+) -> Result<(), String> {
+    let valid_name = !rung.name.is_empty()
+        && rung.name.len() <= 32
+        && rung
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid_name || rung.name == "audio" {
+        return Err(format!(
+            "{kind} name {:?} must be 1-32 characters of [A-Za-z0-9_-] and not \"audio\"",
+            rung.name
+        ));
+    }
+    if !taken.insert(rung.name) {
+        return Err(format!("rung name {:?} is used twice", rung.name));
+    }
+    if rung.video_kbps == 0 || rung.audio_kbps == 0 {
+        return Err(format!("{kind} {}: bitrates must be above 0", rung.name));
+    }
+    if !PRESETS.contains(&rung.preset) {
+        return Err(format!(
+            "{kind} {}: unknown x264 preset {:?} (one of {})",
+            rung.name,
+            rung.preset,
+            PRESETS.join(", ")
+        ));
+    }
+    if !["baseline", "main", "high"].contains(&rung.profile) {
+        return Err(format!(
+            "{kind} {}: profile {:?} must be baseline, main or high",
+            rung.name, rung.profile
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

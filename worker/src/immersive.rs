@@ -349,45 +349,20 @@ pub fn validate(config: &ImmersiveConfig, flat_names: &[&str]) -> Result<(), Str
     if config.enabled && config.rungs.is_empty() {
         return Err("immersive is enabled with no rungs: set enabled = false instead".into());
     }
-    let mut names = std::collections::HashSet::new();
+    let mut names: std::collections::HashSet<&str> = flat_names.iter().copied().collect();
     for rung in &config.rungs {
-        let valid_name = !rung.name.is_empty()
-            && rung.name.len() <= 32
-            && rung
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !valid_name || rung.name == "audio" {
-            return Err(format!(
-                "cubemap rung name {:?} must be 1-32 characters of [A-Za-z0-9_-] and not \"audio\"",
-                rung.name
-            ));
-        }
-        if flat_names.contains(&rung.name.as_str()) || !names.insert(rung.name.as_str()) {
-            return Err(format!("rung name {:?} is used twice", rung.name));
-        }
+        let encoder = crate::config::RungEncoder {
+            name: &rung.name,
+            video_kbps: rung.video_kbps,
+            audio_kbps: rung.audio_kbps,
+            preset: &rung.preset,
+            profile: &rung.profile,
+        };
+        crate::config::check_rung("cubemap rung", &encoder, &mut names)?;
         if rung.height < 36 || rung.height > 8192 {
             return Err(format!(
                 "cubemap rung {}: height {} must be between 36 and 8192",
                 rung.name, rung.height
-            ));
-        }
-        if rung.video_kbps == 0 || rung.audio_kbps == 0 {
-            return Err(format!(
-                "cubemap rung {}: bitrates must be above 0",
-                rung.name
-            ));
-        }
-        if !crate::config::PRESETS.contains(&rung.preset.as_str()) {
-            return Err(format!(
-                "cubemap rung {}: unknown x264 preset {:?}",
-                rung.name, rung.preset
-            ));
-        }
-        if !["baseline", "main", "high"].contains(&rung.profile.as_str()) {
-            return Err(format!(
-                "cubemap rung {}: profile {:?} must be baseline, main or high",
-                rung.name, rung.profile
             ));
         }
     }
