@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -136,6 +137,15 @@ pub async fn run(
     let reaper = tokio::spawn(reap(origin.clone(), shutdown.clone()));
     let http_stop = shutdown.clone();
     let router = http::router(origin.clone());
+    // Nagle's algorithm would hold the tail of a response (the last part of a segment, a
+    // whole small playlist) until the viewer acknowledges the previous one, which a busy
+    // viewer delays by up to 40 ms: with thousands of viewers that became seconds of segment
+    // latency. Responses are written whole, so there is nothing for Nagle to coalesce.
+    let http_listener = http_listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "Could not set TCP_NODELAY on an HTTP connection.");
+        }
+    });
     let http = tokio::spawn(async move {
         axum::serve(http_listener, router)
             .with_graceful_shutdown(async move { http_stop.cancelled().await })
