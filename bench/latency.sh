@@ -75,16 +75,10 @@ PUSH_PID=""
 declare -A PID=() RTMP=() HTTP=() LOG=()
 
 cleanup() {
-  local rc=$? pid
+  local rc=$?
   trap - EXIT INT TERM
   [ -n "$PUSH_PID" ] && stop_pid "$PUSH_PID" 10
-  for pid in "${PID[@]}"; do stop_pid "$pid" 15; done
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then
-    echo "bench: run folder kept: $RUN"
-  else
-    rm -rf "$RUN"
-  fi
-  exit "$rc"
+  finish_run "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT

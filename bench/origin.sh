@@ -41,14 +41,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   [ -n "$HELPER_PID" ] && stop_pid "$HELPER_PID" 10
-  local pid
-  for pid in "${PID[@]}"; do stop_pid "$pid" 15; done
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then
-    echo "bench: run folder kept: $RUN"
-  else
-    rm -rf "$RUN"
-  fi
-  exit "$rc"
+  finish_run "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -63,13 +63,7 @@ cleanup() {
   [ -n "$LOADTEST_PID" ] && stop_pid "$LOADTEST_PID" 10
   local pid
   for pid in "${PUSH[@]}"; do stop_pid "$pid" 5; done
-  for pid in "${PID[@]}"; do stop_pid "$pid" 15; done
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then
-    echo "bench: run folder kept: $RUN"
-  else
-    rm -rf "$RUN"
-  fi
-  exit "$rc"
+  finish_run "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT

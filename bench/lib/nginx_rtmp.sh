@@ -20,6 +20,20 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
+# Ends a benchmark run, from the caller's EXIT trap once it has stopped its own helpers: stops
+# the servers in the PID array (15 s each), keeps the run folder RUN with BENCH_KEEP=1 or
+# removes it, and exits with RC. Usage: finish_run RC
+finish_run() {
+  local rc=$1 pid
+  for pid in "${PID[@]}"; do stop_pid "$pid" 15; done
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then
+    echo "bench: run folder kept: $RUN"
+  else
+    rm -rf "$RUN"
+  fi
+  exit "$rc"
+}
+
 # Prints the path of ngx_rtmp_module.so (Debian's libnginx-mod-rtmp), or fails.
 nginx_rtmp_module() {
   local module=/usr/lib/nginx/modules/ngx_rtmp_module.so
